@@ -1,0 +1,61 @@
+// Package redisconn builds go-redis clients with rcluster's connection
+// settings (auth, TLS, timeouts) so every package talks to nodes the same way.
+package redisconn
+
+import (
+	"crypto/tls"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Options are the connection settings shared by every rcluster command.
+type Options struct {
+	Username  string
+	Password  string
+	TLSConfig *tls.Config
+	// Timeout bounds dialing and each read/write. Zero means 2s.
+	Timeout time.Duration
+}
+
+func (o Options) timeout() time.Duration {
+	if o.Timeout <= 0 {
+		return 2 * time.Second
+	}
+	return o.Timeout
+}
+
+// Node returns a single-connection-pool client to one node. It never
+// retries: callers poll with their own deadlines.
+func (o Options) Node(addr string) *redis.Client {
+	t := o.timeout()
+	return redis.NewClient(&redis.Options{
+		Addr:            addr,
+		Username:        o.Username,
+		Password:        o.Password,
+		TLSConfig:       o.TLSConfig,
+		DialTimeout:     t,
+		ReadTimeout:     t,
+		WriteTimeout:    t,
+		MaxRetries:      -1,
+		PoolSize:        2,
+		DisableIdentity: true,
+		Protocol:        2,
+	})
+}
+
+// Cluster returns a cluster client seeded with addrs.
+func (o Options) Cluster(addrs []string) *redis.ClusterClient {
+	t := o.timeout()
+	return redis.NewClusterClient(&redis.ClusterOptions{
+		Addrs:           addrs,
+		Username:        o.Username,
+		Password:        o.Password,
+		TLSConfig:       o.TLSConfig,
+		DialTimeout:     t,
+		ReadTimeout:     t,
+		WriteTimeout:    t,
+		DisableIdentity: true,
+		Protocol:        2,
+	})
+}

@@ -1,0 +1,265 @@
+// Package redistest starts real redis-server processes for integration
+// tests: free port blocks (client and bus ports), foreground processes that
+// are always killed in t.Cleanup, and clusters formed by the reference tool
+// (redis-cli --cluster create) so rcluster's code can be judged against it.
+package redistest
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// RequireBinary returns the path of name (e.g. "redis-server"). When it is
+// missing the test is skipped, except under CI=true where it fails: a test
+// skipped in CI is not a test.
+func RequireBinary(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s not found in PATH (CI=true: run `make deps`): %v", name, err)
+		}
+		t.Skipf("%s not found in PATH; run `make deps` to install it", name)
+	}
+	return p
+}
+
+// Integration skips the test under `go test -short`.
+func Integration(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test: skipped with -short")
+	}
+}
+
+// PortBlock reserves n consecutive client ports whose bus ports (+10000) are
+// free too. The block is held with a lock file until the test ends, so test
+// binaries running side by side never pick the same block.
+func PortBlock(t testing.TB, n int) int {
+	t.Helper()
+	for attempt := 0; attempt < 200; attempt++ {
+		// Client ports 10000-19999, bus ports 20000-29999: both below
+		// Linux's ephemeral range (32768+), so outgoing connections don't
+		// steal them.
+		base := 10000 + rand.IntN(10000-n)
+		lock := filepath.Join(os.TempDir(), fmt.Sprintf("rcluster-test-port-%d.lock", base/10*10))
+		f, err := os.OpenFile(lock, os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			t.Fatalf("port lock: %v", err)
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close()
+			continue
+		}
+		if blockFree(base, n) {
+			t.Cleanup(func() { f.Close() })
+			return base
+		}
+		f.Close()
+	}
+	t.Fatalf("no free block of %d ports found", n)
+	return 0
+}
+
+func blockFree(base, n int) bool {
+	for p := base; p < base+n; p++ {
+		for _, q := range []int{p, p + 10000} {
+			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(q))
+			if err != nil {
+				return false
+			}
+			l.Close()
+		}
+	}
+	return true
+}
+
+// Node is a redis-server process started by Start.
+type Node struct {
+	Port int
+	Addr string
+	Dir  string
+	Cmd  *exec.Cmd
+}
+
+// Start launches n foreground redis-server processes on a fresh port block
+// with cluster mode on (unless args contain "--cluster-enabled no"), each in
+// its own temp dir, and waits until each answers PING. Extra args are passed
+// to every node. All processes are killed at cleanup.
+func Start(t testing.TB, n int, args ...string) []*Node {
+	t.Helper()
+	bin := RequireBinary(t, "redis-server")
+	base := PortBlock(t, n)
+	nodes := make([]*Node, n)
+	for i := range nodes {
+		port := base + i
+		dir := t.TempDir()
+		a := []string{
+			"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+			"--dir", dir, "--daemonize", "no", "--save", "", "--appendonly", "no",
+			"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+			"--cluster-node-timeout", "2000", "--repl-diskless-sync-delay", "0",
+			"--logfile", filepath.Join(dir, "redis.log"),
+		}
+		a = append(a, args...)
+		cmd := exec.Command(bin, a...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("start redis-server on %d: %v", port, err)
+		}
+		node := &Node{Port: port, Addr: "127.0.0.1:" + strconv.Itoa(port), Dir: dir, Cmd: cmd}
+		nodes[i] = node
+		t.Cleanup(func() { node.Kill() })
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, nd := range nodes {
+		if err := WaitPing(ctx, nd.Addr); err != nil {
+			t.Fatalf("redis-server %s not ready: %v (log: %s)", nd.Addr, err, tail(filepath.Join(nd.Dir, "redis.log")))
+		}
+	}
+	return nodes
+}
+
+// Kill stops the process with SIGKILL (after SIGCONT, in case a test stopped
+// it) and reaps it. Safe to call twice.
+func (n *Node) Kill() {
+	if n.Cmd == nil || n.Cmd.Process == nil || n.Cmd.ProcessState != nil {
+		return
+	}
+	_ = n.Cmd.Process.Signal(syscall.SIGCONT)
+	_ = n.Cmd.Process.Kill()
+	_ = n.Cmd.Wait()
+}
+
+// Signal sends sig to the node's process.
+func (n *Node) Signal(t testing.TB, sig syscall.Signal) {
+	t.Helper()
+	if err := n.Cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("signal %v to %s: %v", sig, n.Addr, err)
+	}
+}
+
+// Addrs returns the nodes' addresses.
+func Addrs(nodes []*Node) []string {
+	out := make([]string, len(nodes))
+	for i, n := range nodes {
+		out[i] = n.Addr
+	}
+	return out
+}
+
+// WaitPing polls addr with PING (short backoff) until it answers or ctx ends.
+func WaitPing(ctx context.Context, addr string) error {
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second,
+		ReadTimeout: time.Second, DisableIdentity: true, Protocol: 2})
+	defer c.Close()
+	delay := 5 * time.Millisecond
+	for {
+		err := c.Ping(ctx).Err()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
+		case <-time.After(delay):
+		}
+		if delay < 100*time.Millisecond {
+			delay *= 2
+		}
+	}
+}
+
+// CreateCluster forms a cluster on nodes with the reference tool,
+// `redis-cli --cluster create --cluster-replicas replicas --cluster-yes`, and
+// waits until every node reports cluster_state:ok and knows every node.
+func CreateCluster(t testing.TB, nodes []*Node, replicas int) {
+	t.Helper()
+	cli := RequireBinary(t, "redis-cli")
+	args := append([]string{"--cluster", "create"}, Addrs(nodes)...)
+	args = append(args, "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, cli, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	if err := WaitClusterOK(ctx, nodes); err != nil {
+		t.Fatalf("cluster made by redis-cli never became healthy: %v", err)
+	}
+}
+
+// WaitClusterOK polls until every node says cluster_state:ok, knows all the
+// nodes, and every replica's link to its master is up.
+func WaitClusterOK(ctx context.Context, nodes []*Node) error {
+	var last string
+	delay := 10 * time.Millisecond
+	for {
+		last = ""
+		for _, n := range nodes {
+			if msg := nodeNotReady(ctx, n.Addr, len(nodes)); msg != "" {
+				last = msg
+				break
+			}
+		}
+		if last == "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %s", ctx.Err(), last)
+		case <-time.After(delay):
+		}
+		if delay < 200*time.Millisecond {
+			delay *= 2
+		}
+	}
+}
+
+func nodeNotReady(ctx context.Context, addr string, n int) string {
+	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second,
+		ReadTimeout: time.Second, DisableIdentity: true, Protocol: 2})
+	defer c.Close()
+	info, err := c.ClusterInfo(ctx).Result()
+	if err != nil {
+		return addr + ": " + err.Error()
+	}
+	if !strings.Contains(info, "cluster_state:ok") {
+		return addr + ": cluster_state not ok"
+	}
+	if !strings.Contains(info, fmt.Sprintf("cluster_known_nodes:%d\r", n)) {
+		return addr + ": does not know all nodes yet"
+	}
+	repl, err := c.Info(ctx, "replication").Result()
+	if err != nil {
+		return addr + ": " + err.Error()
+	}
+	if strings.Contains(repl, "role:slave") && !strings.Contains(repl, "master_link_status:up") {
+		return addr + ": replica link down"
+	}
+	return ""
+}
+
+func tail(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	if len(b) > 2000 {
+		b = b[len(b)-2000:]
+	}
+	return string(b)
+}
