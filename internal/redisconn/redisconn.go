@@ -59,3 +59,6 @@ func (o Options) Cluster(addrs []string) *redis.ClusterClient {
 		Protocol:        2,
 	})
 }
+
+// CallTimeout is the bound for one call to one node.
+func (o Options) CallTimeout() time.Duration { return o.timeout() }

@@ -1,0 +1,126 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"text/tabwriter"
+
+	"github.com/rcluster/rcluster/internal/procmgr"
+	"github.com/rcluster/rcluster/internal/topology"
+)
+
+// NodeStatus is one node as status shows it.
+type NodeStatus struct {
+	Addr    string `json:"addr"`
+	Port    int    `json:"port"`
+	Pid     int    `json:"pid"`
+	Running bool   `json:"running"`
+	ID      string `json:"id,omitempty"`
+	Role    string `json:"role,omitempty"`
+	Master  string `json:"master,omitempty"`
+	Slots   string `json:"slots,omitempty"`
+	State   string `json:"cluster_state,omitempty"`
+	Link    string `json:"master_link,omitempty"`
+	Keys    int64  `json:"keys"`
+	Memory  string `json:"memory,omitempty"`
+	Flags   string `json:"flags,omitempty"`
+	Detail  string `json:"detail,omitempty"`
+}
+
+// Status gathers every node's process and cluster state in parallel.
+func (c *Cluster) NodeStatuses(ctx context.Context) []NodeStatus {
+	nodes := c.procNodes()
+	states := procmgr.Inspect(ctx, nodes, c.procOpts())
+	out := make([]NodeStatus, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		out[i] = NodeStatus{Addr: n.Addr(), Port: n.Port, Pid: states[i].Pid, Running: states[i].Running, Detail: states[i].Detail}
+		if !states[i].Responding {
+			if out[i].Detail == "" && states[i].Running {
+				out[i].Detail = "not responding"
+			}
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.fillStatus(ctx, &out[i])
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+func (c *Cluster) fillStatus(ctx context.Context, ns *NodeStatus) {
+	cl := c.Conn.Node(ns.Addr)
+	defer cl.Close()
+	pipe := cl.Pipeline()
+	nodesCmd := pipe.ClusterNodes(ctx)
+	infoCmd := pipe.ClusterInfo(ctx)
+	replCmd := pipe.Info(ctx, "replication", "memory")
+	sizeCmd := pipe.DBSize(ctx)
+	_, _ = pipe.Exec(ctx)
+	if err := nodesCmd.Err(); err != nil {
+		ns.Detail = err.Error()
+		return
+	}
+	all, err := topology.ParseNodes(nodesCmd.Val())
+	if err != nil {
+		ns.Detail = err.Error()
+		return
+	}
+	byID := map[string]topology.Node{}
+	for _, n := range all {
+		byID[n.ID] = n
+	}
+	if me, ok := topology.Myself(all); ok {
+		ns.ID = me.ID
+		ns.Slots = topology.FormatRanges(me.Slots)
+		ns.Flags = strings.Join(me.Flags, ",")
+		switch {
+		case me.IsMaster():
+			ns.Role = "master"
+		case me.IsReplica():
+			ns.Role = "replica"
+			if m, ok := byID[me.MasterID]; ok {
+				ns.Master = m.Addr
+			} else {
+				ns.Master = me.MasterID
+			}
+		}
+	}
+	info := topology.ParseInfo(infoCmd.Val() + "\n" + replCmd.Val())
+	ns.State = info["cluster_state"]
+	ns.Link = info["master_link_status"]
+	ns.Memory = info["used_memory_human"]
+	ns.Keys = sizeCmd.Val()
+}
+
+// WriteStatusTable prints statuses as an aligned table.
+func WriteStatusTable(w io.Writer, sts []NodeStatus) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tPID\tROLE\tMASTER\tSLOTS\tSTATE\tLINK\tKEYS\tMEMORY\tNOTE")
+	for _, s := range sts {
+		pid := "-"
+		if s.Pid > 0 {
+			pid = fmt.Sprint(s.Pid)
+		}
+		state := s.State
+		if !s.Running {
+			state = "stopped"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", s.Addr, pid, dash(s.Role), dash(s.Master),
+			dash(s.Slots), dash(state), dash(s.Link), s.Keys, dash(s.Memory), s.Detail)
+	}
+	return tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
