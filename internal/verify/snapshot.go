@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/rcluster/rcluster/internal/topology"
 )
 
@@ -19,6 +21,9 @@ type NodeView struct {
 	Me    topology.Node
 	Info  map[string]string // CLUSTER INFO
 	Repl  map[string]string // INFO replication
+	// Shards is CLUSTER SHARDS (Redis >= 7.0); ShardsErr when it failed.
+	Shards    []redis.ClusterShard
+	ShardsErr error
 }
 
 // Snapshot is every node's view, gathered in parallel.
@@ -117,7 +122,9 @@ func readNode(ctx context.Context, o Options, addr string) *NodeView {
 	nodesCmd := pipe.ClusterNodes(cctx)
 	infoCmd := pipe.ClusterInfo(cctx)
 	replCmd := pipe.Info(cctx, "replication")
+	shardsCmd := pipe.ClusterShards(cctx)
 	_, _ = pipe.Exec(cctx)
+	v.Shards, v.ShardsErr = shardsCmd.Result()
 	if err := nodesCmd.Err(); err != nil {
 		if strings.Contains(err.Error(), "cluster support disabled") {
 			err = errors.New("not cluster-enabled (cluster support disabled)")

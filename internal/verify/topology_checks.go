@@ -23,6 +23,7 @@ func topologyChecks() []Check {
 		{Name: "masters and replicas", Run: checkRoles},
 		{Name: "replica links up", Run: checkReplicaLinks},
 		{Name: "config epochs unique", Run: checkEpochs},
+		{Name: "shards healthy", Run: checkShards},
 	}
 }
 
@@ -317,6 +318,24 @@ func checkEpochs(_ context.Context, e *Env) error {
 			continue
 		}
 		seen[v.Me.Epoch] = v.Addr
+	}
+	return p.err()
+}
+
+func checkShards(_ context.Context, e *Env) error {
+	var p problems
+	for _, v := range e.Snap.OK() {
+		if v.ShardsErr != nil {
+			p.add("%s: CLUSTER SHARDS: %v", v.Addr, v.ShardsErr)
+			continue
+		}
+		for _, sh := range v.Shards {
+			for _, n := range sh.Nodes {
+				if n.Health != "online" {
+					p.add("%s says %s:%d (%s) is %s", v.Addr, n.IP, n.Port, n.Role, n.Health)
+				}
+			}
+		}
 	}
 	return p.err()
 }
