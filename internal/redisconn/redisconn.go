@@ -16,6 +16,9 @@ type Options struct {
 	TLSConfig *tls.Config
 	// Timeout bounds dialing and each read/write. Zero means 2s.
 	Timeout time.Duration
+	// NoRetry disables go-redis's retries and redirect-following retries,
+	// so one command costs at most one Timeout.
+	NoRetry bool
 }
 
 func (o Options) timeout() time.Duration {
@@ -47,7 +50,12 @@ func (o Options) Node(addr string) *redis.Client {
 // Cluster returns a cluster client seeded with addrs.
 func (o Options) Cluster(addrs []string) *redis.ClusterClient {
 	t := o.timeout()
+	redirects := 0 // go-redis default (3)
+	if o.NoRetry {
+		redirects = -1
+	}
 	return redis.NewClusterClient(&redis.ClusterOptions{
+		MaxRedirects:    redirects,
 		Addrs:           addrs,
 		Username:        o.Username,
 		Password:        o.Password,

@@ -425,6 +425,7 @@ type timeoutCheck struct {
 func (tc timeoutCheck) run(ctx context.Context, e *Env) error {
 	o := e.Opts.Conn
 	o.Timeout = tc.timeout
+	o.NoRetry = true // measure one attempt, not go-redis's retries
 	c := o.Cluster(e.answering())
 	defer c.Close()
 	key := e.Key("blocked")

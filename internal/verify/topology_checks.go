@@ -137,22 +137,46 @@ func ranges(owners []string, pred func(slot int) bool) []topology.SlotRange {
 	return out
 }
 
+// checkCoverage: every slot must be claimed by an answering master in its
+// own view (as redis-cli --cluster check counts), or it names who the others
+// think owns it.
 func checkCoverage(_ context.Context, e *Env) error {
 	ref := reference(e.Snap)
 	addrs := addrOf(e.Snap)
-	answering := map[string]bool{}
+	claimed := make([]string, slotCount)
 	for _, v := range e.Snap.OK() {
-		answering[v.Me.ID] = true
+		if !v.Me.IsMaster() {
+			continue
+		}
+		for _, r := range v.Me.Slots {
+			for s := max(r.Start, 0); s <= r.End && s < slotCount; s++ {
+				claimed[s] = v.Me.ID
+			}
+		}
 	}
 	var p problems
-	if un := ranges(ref, func(s int) bool { return ref[s] == "" }); len(un) > 0 {
-		p.add("%d slots have no owner: %s", topology.CountSlots(un), topology.FormatRanges(un))
-	}
-	dead := ranges(ref, func(s int) bool { return ref[s] != "" && !answering[ref[s]] })
-	for _, r := range dead {
-		p.add("slots %s are owned by %s, which does not answer", topology.FormatRanges([]topology.SlotRange{r}), name(addrs, ref[r.Start]))
+	missing := ranges(ref, func(s int) bool { return claimed[s] == "" })
+	for _, r := range missing {
+		rs := topology.FormatRanges([]topology.SlotRange{r})
+		switch o := ref[r.Start]; {
+		case o == "":
+			p.add("slots %s have no owner", rs)
+		case addrs[o] != "" && !answers(e.Snap, o):
+			p.add("slots %s are owned by %s, which does not answer", rs, name(addrs, o))
+		default:
+			p.add("slots %s are not served: %s does not claim them, though others think it does", rs, name(addrs, o))
+		}
 	}
 	return p.err()
+}
+
+func answers(s *Snapshot, id string) bool {
+	for _, v := range s.OK() {
+		if v.Me.ID == id {
+			return true
+		}
+	}
+	return false
 }
 
 func checkAgreement(_ context.Context, e *Env) error {
