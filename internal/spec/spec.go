@@ -40,6 +40,10 @@ type Spec struct {
 
 	// Path is the file the spec was loaded from; empty for the built-in default.
 	Path string `yaml:"-"`
+
+	// lines maps keys ("ports", "ports.<index>", "config.<directive>") to
+	// the line they were decoded from, for problems found by Validate.
+	lines map[string]int
 }
 
 // Ports is a list of TCP ports. In YAML it is either a sequence of integers
@@ -121,7 +125,13 @@ func (s *Spec) Addrs() []string {
 }
 
 // Masters is the number of masters the spec asks for.
-func (s *Spec) Masters() int { return len(s.Ports) / (s.Replicas + 1) }
+// It is 0 when Replicas is negative (an invalid spec).
+func (s *Spec) Masters() int {
+	if s.Replicas < 0 {
+		return 0
+	}
+	return len(s.Ports) / (s.Replicas + 1)
+}
 
 // Describe names the spec for messages: its file, or "built-in default".
 func (s *Spec) Describe() string {
