@@ -5,8 +5,22 @@
 package procmgr
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/rcluster/rcluster/internal/redisconn"
 )
@@ -21,8 +35,22 @@ type Node struct {
 	LogFile  string
 }
 
-// Addr is host:port.
-func (n Node) Addr() string { panic("unimplemented") }
+// Addr is host:port (host defaults to 127.0.0.1).
+func (n Node) Addr() string { return net.JoinHostPort(n.host(), strconv.Itoa(n.Port)) }
+
+func (n Node) host() string {
+	if n.Host == "" {
+		return "127.0.0.1"
+	}
+	return n.Host
+}
+
+func (n Node) binary() string {
+	if n.Binary == "" {
+		return "redis-server"
+	}
+	return n.Binary
+}
 
 // State of a node's process.
 type State struct {
@@ -39,22 +67,304 @@ type Options struct {
 	Conn redisconn.Options
 	// Ready bounds how long one node may take to answer PING after spawn (default 10s).
 	Ready time.Duration
+	// Grace bounds how long Stop waits for a node to exit after SHUTDOWN
+	// before it sends SIGTERM (default 5s). SIGKILL follows 3s after SIGTERM.
+	Grace time.Duration
 }
+
+func (o Options) withDefaults() Options {
+	if o.Ready <= 0 {
+		o.Ready = 10 * time.Second
+	}
+	if o.Grace <= 0 {
+		o.Grace = 5 * time.Second
+	}
+	return o
+}
+
+// Escalation waits (variables so tests can shorten them).
+var (
+	termWait = 3 * time.Second // SIGTERM -> SIGKILL
+	killWait = 2 * time.Second // SIGKILL -> give up
+	portWait = 2 * time.Second // process gone -> port refuses
+)
+
+const (
+	logLines  = 12 // log tail quoted in errors
+	rollbackT = 30 * time.Second
+)
 
 // Start launches every node in parallel and returns when all answer PING.
 // On the first failure it stops the nodes this call started and returns an
 // error naming the port and quoting the node's log tail / stderr.
-func Start(ctx context.Context, nodes []Node, o Options) error { panic("unimplemented") }
+//
+// Each node is spawned as `Binary ConfFile` in a new session (so Ctrl-C of
+// the caller's process group does not reach it; redis-server daemonizes
+// itself) and is ready when it answers PING and its pidfile holds the
+// process_id INFO reports. Nodes that Identify proves running are skipped
+// and left alone (idempotency is the caller's business: Start never
+// restarts or reconfigures a running node). Before anything is spawned,
+// every node to start must have its port and bus port (port+10000) free;
+// otherwise Start starts nothing and names the ports and their holders.
+func Start(ctx context.Context, nodes []Node, o Options) error {
+	o = o.withDefaults()
+	seen := map[int]bool{}
+	for _, n := range nodes {
+		if seen[n.Port] {
+			return fmt.Errorf("start: port %d listed twice", n.Port)
+		}
+		seen[n.Port] = true
+		if n.ConfFile == "" {
+			return fmt.Errorf("start node %d: no config file", n.Port)
+		}
+	}
+
+	states := Inspect(ctx, nodes, o)
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("start: %w", err)
+	}
+	var todo []int
+	var errs []error
+	for i, st := range states {
+		if st.Running {
+			continue
+		}
+		if err := checkPorts(nodes[i]); err != nil {
+			errs = append(errs, fmt.Errorf("start node %d: %w", nodes[i].Port, err))
+		}
+		todo = append(todo, i)
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	spawned := make([]*spawn, len(nodes))
+	var wg sync.WaitGroup
+	for _, i := range todo {
+		s := &spawn{node: nodes[i]}
+		spawned[i] = s
+		wg.Go(func() {
+			if s.run(sctx, o); s.err != nil {
+				cancel()
+			}
+		})
+	}
+	wg.Wait()
+
+	for _, s := range spawned {
+		if s == nil || s.err == nil {
+			continue
+		}
+		// Nodes interrupted because another failed (or because the caller
+		// gave up) are not causes; the caller's reason is reported once.
+		if errors.Is(s.err, context.Canceled) || (ctx.Err() != nil && errors.Is(s.err, ctx.Err())) {
+			continue
+		}
+		errs = append(errs, s.err)
+	}
+	if err := ctx.Err(); err != nil {
+		errs = append(errs, fmt.Errorf("start: %w", err))
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackT)
+	defer rcancel()
+	var rwg sync.WaitGroup
+	rerrs := make([]error, len(spawned))
+	for i, s := range spawned {
+		if s == nil || !s.launched {
+			continue
+		}
+		rwg.Go(func() { rerrs[i] = s.rollback(rctx, o) })
+	}
+	rwg.Wait()
+	for _, e := range rerrs {
+		if e != nil {
+			errs = append(errs, e)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// spawn is one node being started by Start.
+type spawn struct {
+	node      Node
+	launched  bool // the launcher ran: a daemon may exist
+	forked    bool // the launcher exited 0 or was killed: a daemon may exist
+	launcher  int  // launcher pid (never the daemon)
+	daemonPid int  // from the log lines the daemon wrote
+	logOff    int64
+	err       error
+}
+
+func (s *spawn) run(ctx context.Context, o Options) {
+	n := s.node
+	if err := ctx.Err(); err != nil {
+		s.err = fmt.Errorf("start node %d: %w", n.Port, err)
+		return
+	}
+	if fi, err := os.Stat(n.LogFile); err == nil {
+		s.logOff = fi.Size()
+	}
+	var out bytes.Buffer
+	// Not CommandContext: a launcher killed mid-fork would leave a daemon we
+	// cannot account for. It exits within milliseconds; o.Ready bounds it.
+	cmd := exec.Command(n.binary(), n.ConfFile)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.WaitDelay = time.Second
+	if err := cmd.Start(); err != nil {
+		s.err = fmt.Errorf("start node %d: %w", n.Port, err)
+		return
+	}
+	s.launched, s.launcher = true, cmd.Process.Pid
+	watchdog := time.AfterFunc(o.Ready, func() { _ = cmd.Process.Kill() })
+	err := cmd.Wait()
+	watchdog.Stop()
+	var ee *exec.ExitError
+	s.forked = err == nil || (errors.As(err, &ee) && !ee.Exited())
+	if err != nil {
+		s.err = fmt.Errorf("start node %d: %s %s: %v%s%s", n.Port, n.binary(), n.ConfFile, err,
+			indent(out.String()), logTail(n.LogFile))
+		return
+	}
+	if err := s.waitReady(ctx, o); err != nil {
+		s.err = fmt.Errorf("start node %d: %w%s", n.Port, err, logTail(n.LogFile))
+	}
+}
+
+// waitReady polls until the node answers PING and its pidfile names the
+// process INFO reports, failing early when the daemon dies.
+func (s *spawn) waitReady(parent context.Context, o Options) error {
+	n := s.node
+	ctx, cancel := context.WithTimeout(parent, o.Ready)
+	defer cancel()
+	var last error
+	for b := newBackoff(); ; {
+		s.learnDaemonPid()
+		if last = ping(ctx, n, o); last == nil {
+			m, err := infoServer(ctx, n, o)
+			if err != nil {
+				last = fmt.Errorf("INFO server: %w", err)
+			} else {
+				pid, err := readPidfile(n.PidFile)
+				switch {
+				case err != nil:
+					return fmt.Errorf("answers PING as pid %s but its pidfile is unusable: %w", m["process_id"], err)
+				case m["tcp_port"] != strconv.Itoa(n.Port):
+					return fmt.Errorf("%s is served by a redis-server on port %s", n.Addr(), m["tcp_port"])
+				case m["process_id"] != strconv.Itoa(pid):
+					return fmt.Errorf("answers PING as pid %s but pidfile %s says %d", m["process_id"], n.PidFile, pid)
+				}
+				return nil
+			}
+		}
+		if s.daemonPid != 0 && !pidAlive(s.daemonPid) {
+			return fmt.Errorf("redis-server (pid %d) exited during startup", s.daemonPid)
+		}
+		if b.wait(ctx) != nil {
+			if err := parent.Err(); err != nil {
+				return fmt.Errorf("waiting for PING: %w", err)
+			}
+			return fmt.Errorf("not ready after %s: %v", o.Ready, last)
+		}
+	}
+}
+
+var logPidRe = regexp.MustCompile(`(?m)^(\d+):[A-Z] `)
+
+// learnDaemonPid reads the log lines written since the spawn: redis
+// prefixes every line with its pid, and a daemonizing redis-server forks
+// before it logs anything, so that is the daemon.
+func (s *spawn) learnDaemonPid() {
+	if s.daemonPid != 0 || s.node.LogFile == "" {
+		return
+	}
+	s.daemonPid = daemonPidFromLog(s.node.LogFile, s.logOff, s.launcher)
+}
+
+func daemonPidFromLog(path string, off int64, launcher int) int {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	b, _ := io.ReadAll(io.LimitReader(io.NewSectionReader(f, off, 1<<20), 64<<10))
+	for _, m := range logPidRe.FindAllSubmatch(b, -1) {
+		if pid, err := strconv.Atoi(string(m[1])); err == nil && pid != launcher {
+			return pid
+		}
+	}
+	return 0
+}
+
+// rollback stops a node this Start spawned: through its pidfile when it got
+// that far, else through the daemon pid from its log, proven by /proc.
+func (s *spawn) rollback(ctx context.Context, o Options) error {
+	n := s.node
+	if st, p := identify(ctx, n, o); st.Running {
+		defer p.release()
+		r := terminate(ctx, n, o, p, st.Responding)
+		return r.Err
+	}
+	if !s.forked {
+		return nil
+	}
+	// The daemon may not have logged yet: give it a moment.
+	wctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	for b := newBackoff(); s.daemonPid == 0; {
+		s.learnDaemonPid()
+		if s.daemonPid != 0 || b.wait(wctx) != nil {
+			break
+		}
+	}
+	if s.daemonPid == 0 || !pidAlive(s.daemonPid) {
+		return nil
+	}
+	proc, err := os.FindProcess(s.daemonPid)
+	if err != nil {
+		return nil
+	}
+	stat, err := readStat(s.daemonPid)
+	if err != nil {
+		_ = proc.Release()
+		return nil
+	}
+	if ok, why := procIsNode(s.daemonPid, n); !ok {
+		_ = proc.Release()
+		return fmt.Errorf("start node %d: cannot clean up pid %d: %s", n.Port, s.daemonPid, why)
+	}
+	p := &proof{pid: s.daemonPid, proc: proc, start: stat.start}
+	defer p.release()
+	return terminate(ctx, n, o, p, false).Err
+}
 
 // Inspect reports the state of each node (in order) without changing anything.
-func Inspect(ctx context.Context, nodes []Node, o Options) []State { panic("unimplemented") }
+// Nodes are identified in parallel (see Identify); a node that accepts
+// connections but never answers (SIGSTOPped) costs one o.Conn timeout.
+func Inspect(ctx context.Context, nodes []Node, o Options) []State {
+	out := make([]State, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Go(func() { out[i] = Identify(ctx, n, o) })
+	}
+	wg.Wait()
+	return out
+}
 
 // StopResult is what Stop did to one node.
 type StopResult struct {
-	Node    Node
-	Pid     int
-	Action  string // "shutdown", "sigterm", "sigkill", "not running"
-	Err     error
+	Node   Node
+	Pid    int
+	Action string // "shutdown", "sigterm", "sigkill", "not running"
+	Err    error
+	// Detail says why Stop escalated past SHUTDOWN, or why a node counts
+	// as not running ("stale pidfile: ...").
+	Detail string
 }
 
 // Stop stops every node in parallel: SHUTDOWN through the client port,
@@ -62,4 +372,193 @@ type StopResult struct {
 // waits until the process is gone and the port is free. Nodes already dead
 // are reported with Action "not running" and no error. The returned error
 // joins every failure.
-func Stop(ctx context.Context, nodes []Node, o Options) ([]StopResult, error) { panic("unimplemented") }
+//
+// A stopped (SIGSTOP) node is sent SIGCONT first. A pidfile whose pid is
+// dead is removed when it belongs to the current user; a pidfile naming a
+// live process that is not the node is left alone and never signalled.
+func Stop(ctx context.Context, nodes []Node, o Options) ([]StopResult, error) {
+	o = o.withDefaults()
+	res := make([]StopResult, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Go(func() { res[i] = stopNode(ctx, n, o) })
+	}
+	wg.Wait()
+	var errs []error
+	for _, r := range res {
+		if r.Err != nil {
+			errs = append(errs, r.Err)
+		}
+	}
+	return res, errors.Join(errs...)
+}
+
+func stopNode(ctx context.Context, n Node, o Options) StopResult {
+	st, p := identify(ctx, n, o)
+	if !st.Running {
+		removeDeadPidfile(n.PidFile)
+		return StopResult{Node: n, Action: "not running", Detail: st.Detail}
+	}
+	defer p.release()
+	return terminate(ctx, n, o, p, true)
+}
+
+// removeDeadPidfile removes path when it is ours and names a dead pid.
+func removeDeadPidfile(path string) {
+	pid, err := readPidfile(path)
+	if err != nil || pidAlive(pid) {
+		return
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) == os.Geteuid() {
+		_ = os.Remove(path)
+	}
+}
+
+// terminate ends a proven process: SHUTDOWN (when shutdown is set), then
+// SIGTERM, then SIGKILL, and waits until the port refuses connections.
+func terminate(ctx context.Context, n Node, o Options, p *proof, shutdown bool) StopResult {
+	r := StopResult{Node: n, Pid: p.pid}
+	fail := func(format string, a ...any) StopResult {
+		r.Err = fmt.Errorf("stop node %d (pid %d): %s", n.Port, p.pid, fmt.Sprintf(format, a...))
+		return r
+	}
+	if p.stopped() {
+		_ = p.signal(syscall.SIGCONT)
+	}
+	var why []string
+	done := false
+	if shutdown {
+		r.Action = "shutdown"
+		sctx, cancel := context.WithTimeout(ctx, o.Grace)
+		err := withNode(sctx, n, o, func(c *redis.Client) error { return c.Shutdown(sctx).Err() })
+		var rerr redis.Error
+		switch {
+		case err != nil && errors.As(err, &rerr):
+			// The server answered and refused (e.g. it could not save).
+			why = append(why, "SHUTDOWN refused: "+err.Error())
+		case errors.Is(err, syscall.ECONNREFUSED):
+			why = append(why, "SHUTDOWN: "+err.Error())
+		default:
+			done = waitGone(sctx, p) == nil
+			if !done {
+				if err != nil {
+					why = append(why, "SHUTDOWN: "+err.Error())
+				}
+				why = append(why, fmt.Sprintf("still running %s after SHUTDOWN", o.Grace))
+			}
+		}
+		cancel()
+	}
+	for _, step := range []struct {
+		action string
+		sig    syscall.Signal
+		wait   time.Duration
+	}{{"sigterm", syscall.SIGTERM, termWait}, {"sigkill", syscall.SIGKILL, killWait}} {
+		if done {
+			break
+		}
+		if ctx.Err() != nil {
+			return fail("interrupted: %v", ctx.Err())
+		}
+		r.Action = step.action
+		if err := p.signal(step.sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+			return fail("%s: %v", step.action, err)
+		}
+		wctx, cancel := context.WithTimeout(ctx, step.wait)
+		done = waitGone(wctx, p) == nil
+		cancel()
+		if !done {
+			why = append(why, fmt.Sprintf("still running %s after %s", step.wait, strings.ToUpper(step.action)))
+		}
+	}
+	r.Detail = strings.Join(why, "; ")
+	if !done {
+		return fail("%s", r.Detail)
+	}
+	pctx, cancel := context.WithTimeout(ctx, portWait)
+	defer cancel()
+	for b := newBackoff(); !portRefuses(n); {
+		if err := b.wait(pctx); err != nil {
+			return fail("process exited but %s still accepts connections", n.Addr())
+		}
+	}
+	return r
+}
+
+func waitGone(ctx context.Context, p *proof) error {
+	for b := newBackoff(); !p.gone(); {
+		if err := b.wait(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pidAlive reports whether pid exists and is not a zombie.
+func pidAlive(pid int) bool {
+	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+		return false
+	}
+	st, err := readStat(pid)
+	return err == nil && st.state != "Z" && st.state != "X"
+}
+
+// backoff sleeps 2ms, 4ms, ... up to 50ms between polls.
+type backoff struct{ d time.Duration }
+
+func newBackoff() *backoff { return &backoff{d: 2 * time.Millisecond} }
+
+func (b *backoff) wait(ctx context.Context) error {
+	t := time.NewTimer(b.d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+	}
+	if b.d *= 2; b.d > 50*time.Millisecond {
+		b.d = 50 * time.Millisecond
+	}
+	return nil
+}
+
+// logTail returns the last lines of a log file, formatted for an error.
+func logTail(path string) string {
+	if path == "" {
+		return ""
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Sprintf("\n  (log %s: %v)", path, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	off := max(fi.Size()-4096, 0)
+	b, _ := io.ReadAll(io.NewSectionReader(f, off, fi.Size()-off))
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if off > 0 && len(lines) > 0 {
+		lines = lines[1:] // partial first line
+	}
+	if len(lines) > logLines {
+		lines = lines[len(lines)-logLines:]
+	}
+	if len(lines) == 0 || (len(lines) == 1 && lines[0] == "") {
+		return fmt.Sprintf("\n  (log %s is empty)", path)
+	}
+	return fmt.Sprintf("\n  last lines of %s:%s", path, indent(strings.Join(lines, "\n")))
+}
+
+func indent(s string) string {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return ""
+	}
+	return "\n    " + strings.ReplaceAll(s, "\n", "\n    ")
+}

@@ -1,0 +1,109 @@
+package procmgr
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// busOffset is Redis Cluster's default bus port offset.
+const busOffset = 10000
+
+// checkPorts fails when n's client port or bus port (port+10000) cannot be
+// bound on n's host, naming the port and, when /proc tells, its holder.
+func checkPorts(n Node) error {
+	for _, p := range []int{n.Port, n.Port + busOffset} {
+		l, err := net.Listen("tcp", net.JoinHostPort(n.host(), strconv.Itoa(p)))
+		if err == nil {
+			l.Close()
+			continue
+		}
+		what := fmt.Sprintf("port %d", p)
+		if p != n.Port {
+			what = fmt.Sprintf("cluster bus port %d (port %d + %d)", p, n.Port, busOffset)
+		}
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("%s is already in use%s", what, portHolder(p))
+		}
+		return fmt.Errorf("%s: cannot listen on %s: %w", what, n.host(), err)
+	}
+	return nil
+}
+
+// portHolder returns " by pid N (cmdline)" for the process listening on
+// TCP port p, or "" when /proc does not tell (other users' processes).
+func portHolder(p int) string {
+	inodes := map[string]bool{}
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, ino := range listeningInodes(string(b), p) {
+			inodes[ino] = true
+		}
+	}
+	if len(inodes) == 0 {
+		return ""
+	}
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	deadline := time.Now().Add(2 * time.Second)
+	for _, dir := range procs {
+		if time.Now().After(deadline) {
+			break
+		}
+		fds, _ := os.ReadDir(dir + "/fd")
+		for _, fd := range fds {
+			l, err := os.Readlink(dir + "/fd/" + fd.Name())
+			if err != nil || !strings.HasPrefix(l, "socket:[") {
+				continue
+			}
+			if inodes[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] {
+				pid := filepath.Base(dir)
+				cmd, _ := os.ReadFile(dir + "/cmdline")
+				c := strings.TrimSpace(strings.ReplaceAll(string(cmd), "\x00", " "))
+				if len(c) > 80 {
+					c = c[:80] + "..."
+				}
+				return fmt.Sprintf(" by pid %s (%s)", pid, c)
+			}
+		}
+	}
+	return ""
+}
+
+// listeningInodes parses /proc/net/tcp{,6} and returns the socket inodes
+// in LISTEN state (st 0A) on local port p.
+func listeningInodes(table string, p int) []string {
+	var out []string
+	for _, line := range strings.Split(table, "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 10 || f[3] != "0A" {
+			continue
+		}
+		_, hexPort, ok := strings.Cut(f[1], ":")
+		if !ok {
+			continue
+		}
+		if v, err := strconv.ParseUint(hexPort, 16, 16); err == nil && int(v) == p {
+			out = append(out, f[9])
+		}
+	}
+	return out
+}
+
+// portRefuses reports whether nothing accepts connections on n's address.
+func portRefuses(n Node) bool {
+	c, err := net.DialTimeout("tcp", n.Addr(), 200*time.Millisecond)
+	if err != nil {
+		return errors.Is(err, syscall.ECONNREFUSED)
+	}
+	c.Close()
+	return false
+}

@@ -1,0 +1,283 @@
+package procmgr
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestAddr(t *testing.T) {
+	for _, tc := range []struct {
+		n    Node
+		want string
+	}{
+		{Node{Port: 7001}, "127.0.0.1:7001"},
+		{Node{Host: "10.0.0.5", Port: 7002}, "10.0.0.5:7002"},
+		{Node{Host: "::1", Port: 7003}, "[::1]:7003"},
+	} {
+		if got := tc.n.Addr(); got != tc.want {
+			t.Errorf("%+v.Addr() = %q, want %q", tc.n, got, tc.want)
+		}
+	}
+}
+
+func TestParseStat(t *testing.T) {
+	// A command name with spaces and parentheses must not shift fields.
+	s := "8229 (redis (x) y) T 1 8229 8229 0 -1 4194624 527 0 0 0 0 0 0 0 20 0 5 0 34684 64905216 1701"
+	st, err := parseStat(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.state != "T" || st.start != "34684" {
+		t.Fatalf("parseStat = %+v", st)
+	}
+	if _, err := parseStat("garbage"); err == nil {
+		t.Fatal("parseStat accepted garbage")
+	}
+	own, err := readStat(os.Getpid())
+	if err != nil || own.state == "" || own.start == "" {
+		t.Fatalf("readStat(self) = %+v, %v", own, err)
+	}
+}
+
+func TestCmdlineNamesNode(t *testing.T) {
+	n := Node{Port: 7001, ConfFile: "/x/conf/redis_7001.conf"}
+	for cmd, want := range map[string]bool{
+		"redis-server 127.0.0.1:7001 [cluster]\x00":   true,
+		"redis-server *:7001\x00":                     true,
+		"redis-server [::1]:7001 [cluster]":           true,
+		"redis-server\x00/x/conf/redis_7001.conf\x00": true,
+		"redis-server 127.0.0.1:17001 [cluster]":      false,
+		"redis-server 127.0.0.1:70011 [cluster]":      false,
+		"redis-server 127.0.0.1:7002 [cluster]":       false,
+		"redis-server\x00/x/conf/redis_7001.conf.bak": false,
+		"sleep\x0060\x00":                             false,
+		":7001":                                       false,
+	} {
+		if got := cmdlineNamesNode(cmd, n); got != want {
+			t.Errorf("cmdlineNamesNode(%q) = %v, want %v", cmd, got, want)
+		}
+	}
+}
+
+func TestExeIsRedis(t *testing.T) {
+	if !exeIsRedis("/usr/local/bin/redis-server", "redis-server") {
+		t.Error("redis-server basename not accepted")
+	}
+	if !exeIsRedis("/opt/redis/bin/redis-server (deleted)", "redis-server") {
+		t.Error("upgraded (deleted) binary not accepted")
+	}
+	if exeIsRedis("/usr/bin/sleep", "redis-server") {
+		t.Error("sleep accepted as redis")
+	}
+	// Binary given as a symlink: the resolved target is accepted.
+	dir := t.TempDir()
+	target := filepath.Join(dir, "redis-check-rdb")
+	if err := os.WriteFile(target, []byte("#!/bin/sh\n"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "my-redis")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	if !exeIsRedis(target, link) {
+		t.Error("resolved Binary symlink not accepted")
+	}
+	if exeIsRedis("/usr/bin/redis-check-aof", link) {
+		t.Error("unrelated redis tool accepted")
+	}
+}
+
+func TestListeningInodes(t *testing.T) {
+	table := `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1B59 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 111 1 0000000000000000 100 0 0 10 0
+   1: 0100007F:1B59 0100007F:D3A2 01 00000000:00000000 00:00000000 00000000     0        0 222 1 0000000000000000 20 4 30 10 -1
+   2: 00000000:4A69 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 333 1 0000000000000000 100 0 0 10 0
+`
+	if got := listeningInodes(table, 7001); len(got) != 1 || got[0] != "111" {
+		t.Fatalf("listeningInodes(7001) = %v, want [111]", got)
+	}
+	if got := listeningInodes(table, 19049); len(got) != 1 || got[0] != "333" {
+		t.Fatalf("listeningInodes(19049) = %v, want [333]", got)
+	}
+	if got := listeningInodes(table, 7002); len(got) != 0 {
+		t.Fatalf("listeningInodes(7002) = %v", got)
+	}
+}
+
+func TestPortHolderNamesUs(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	port := l.Addr().(*net.TCPAddr).Port
+	err = checkPorts(Node{Port: port})
+	want := fmt.Sprintf("port %d is already in use by pid %d", port, os.Getpid())
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("checkPorts = %v, want %q", err, want)
+	}
+}
+
+func TestDaemonPidFromLog(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "redis.log")
+	old := "100:M 23 Nov 2026 22:06:19.635 # Redis is now ready to exit, bye bye...\n"
+	fresh := "8228:C 23 Nov 2026 22:06:19.305 # launcher line\n" +
+		"8229:C 23 Nov 2026 22:06:19.305 # oO0OoO0OoO0Oo Redis is starting oO0OoO0OoO0Oo\n"
+	if err := os.WriteFile(path, []byte(old+fresh), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := daemonPidFromLog(path, int64(len(old)), 8228); got != 8229 {
+		t.Fatalf("daemonPidFromLog = %d, want 8229 (skip old lines and the launcher)", got)
+	}
+	if got := daemonPidFromLog(path, int64(len(old+fresh)), 8228); got != 0 {
+		t.Fatalf("no new lines: got %d", got)
+	}
+	if got := daemonPidFromLog(filepath.Join(t.TempDir(), "missing"), 0, 0); got != 0 {
+		t.Fatalf("missing log: got %d", got)
+	}
+}
+
+func TestLogTail(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "redis.log")
+	var b strings.Builder
+	for i := range 500 {
+		fmt.Fprintf(&b, "line %d\n", i)
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got := logTail(path)
+	if !strings.Contains(got, "line 499") || !strings.Contains(got, "line 488") || strings.Contains(got, "line 487\n") {
+		t.Fatalf("logTail = %q", got)
+	}
+	if got := logTail(filepath.Join(t.TempDir(), "nope")); !strings.Contains(got, "no such file") {
+		t.Fatalf("logTail(missing) = %q", got)
+	}
+}
+
+func TestParseInfo(t *testing.T) {
+	m := parseInfo("# Server\r\nredis_version:7.0.15\r\nprocess_id:8229\r\ntcp_port:7001\r\n")
+	if m["process_id"] != "8229" || m["tcp_port"] != "7001" || m["redis_version"] != "7.0.15" {
+		t.Fatalf("parseInfo = %v", m)
+	}
+}
+
+func TestReadPidfile(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "x.pid")
+	os.WriteFile(p, []byte("1234\n"), 0o600)
+	if pid, err := readPidfile(p); err != nil || pid != 1234 {
+		t.Fatalf("readPidfile = %d, %v", pid, err)
+	}
+	os.WriteFile(p, []byte("nope"), 0o600)
+	if _, err := readPidfile(p); err == nil {
+		t.Fatal("garbage pidfile accepted")
+	}
+	os.WriteFile(p, []byte("-5"), 0o600)
+	if _, err := readPidfile(p); err == nil {
+		t.Fatal("negative pid accepted")
+	}
+}
+
+// freePort returns a port nothing listens on (no Redis needed).
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func TestIdentifyWithoutRedis(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	n := Node{Port: freePort(t), PidFile: filepath.Join(dir, "redis.pid"), ConfFile: filepath.Join(dir, "redis.conf")}
+	o := Options{}
+
+	if st := Identify(ctx, n, o); st.Running || st.Pid != 0 || st.Detail != "no pidfile" {
+		t.Fatalf("no pidfile: %+v", st)
+	}
+	// The pidfile names this test process: alive, but not redis-server.
+	os.WriteFile(n.PidFile, []byte(strconv.Itoa(os.Getpid())), 0o600)
+	want := fmt.Sprintf("stale pidfile: pid %d is not redis-server on port %d", os.Getpid(), n.Port)
+	if st := Identify(ctx, n, o); st.Running || st.Responding || st.Pid != 0 || st.Detail != want {
+		t.Fatalf("foreign pid: %+v, want %q", st, want)
+	}
+	res, err := Stop(ctx, []Node{n}, o)
+	if err != nil || res[0].Action != "not running" {
+		t.Fatalf("Stop of foreign pid: %+v, %v", res, err)
+	}
+	if _, err := os.Stat(n.PidFile); err != nil {
+		t.Fatalf("pidfile of a live foreign pid removed: %v", err)
+	}
+}
+
+func TestBackoffBounded(t *testing.T) {
+	b := newBackoff()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for range 8 {
+		if err := b.wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b.d != 50*time.Millisecond {
+		t.Fatalf("backoff grew to %s, want cap 50ms", b.d)
+	}
+	cancel()
+	if err := b.wait(ctx); err == nil {
+		t.Fatal("wait ignored cancelled ctx")
+	}
+}
+
+// A real process that ignores SIGTERM gets SIGKILL, and its zombie (we are
+// its parent and reap it only in cleanup) counts as gone.
+func TestTerminateEscalatesToSIGKILL(t *testing.T) {
+	defer func(d time.Duration) { termWait = d }(termWait)
+	termWait = 200 * time.Millisecond
+	cmd := exec.Command("sh", "-c", `trap "" TERM; exec sleep 60`)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	pid := cmd.Process.Pid
+	// Wait until the exec happened (SIGTERM ignored from then on).
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(b)) == "sleep" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("sleep never started")
+		}
+	}
+	proc, err := os.FindProcess(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := readStat(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proof{pid: pid, proc: proc, start: st.start}
+	defer p.release()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	n := Node{Port: freePort(t)}
+	r := terminate(ctx, n, Options{}.withDefaults(), p, false)
+	if r.Err != nil || r.Action != "sigkill" || !strings.Contains(r.Detail, "after SIGTERM") {
+		t.Fatalf("terminate = %+v", r)
+	}
+	if st, err := readStat(pid); err != nil || st.state != "Z" {
+		t.Fatalf("process state after SIGKILL: %+v %v, want zombie (not yet reaped)", st, err)
+	}
+}
