@@ -41,6 +41,7 @@ func (o Options) Node(addr string) *redis.Client {
 		ReadTimeout:     t,
 		WriteTimeout:    t,
 		MaxRetries:      -1,
+		DialerRetries:   1, // callers poll with their own backoff
 		PoolSize:        2,
 		DisableIdentity: true,
 		Protocol:        2,
@@ -56,6 +57,7 @@ func (o Options) Cluster(addrs []string) *redis.ClusterClient {
 	}
 	return redis.NewClusterClient(&redis.ClusterOptions{
 		MaxRedirects:    redirects,
+		DialerRetries:   2,
 		Addrs:           addrs,
 		Username:        o.Username,
 		Password:        o.Password,
