@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -23,9 +24,7 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	if testing.Short() {
-		return m.Run()
-	}
+	flag.Parse()
 	dir, err := os.MkdirTemp("", "rcluster-e2e-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -131,6 +131,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			verifyCommand(fileFlag, stdout, stderr),
 		},
 	}
+	for _, c := range app.Commands {
+		c.OnUsageError = app.OnUsageError
+	}
 	return app.RunContext(ctx, args)
 }
 

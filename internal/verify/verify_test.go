@@ -118,11 +118,11 @@ func TestClientChecksFailWhenBroken(t *testing.T) {
 	env := &Env{Opts: o, Snap: snap, RunID: newRunID()}
 	broken := map[string]func(context.Context, *Env) error{
 		"lua: script returns the wrong value": luaCheck{script: "return tonumber(ARGV[1]) + tonumber(ARGV[2]) + 1", args: []any{1, 2}, want: 3}.run,
-		"pub/sub: subscriber misses messages":  pubsubCheck{perChannel: 5, drop: 3}.run,
-		"pipeline: wrong value read back":      pipelineCheck{values: []string{"42", "44"}}.run,
-		"tx: wrong value read back":            txPipelineCheck{values: []string{"45", "45"}}.run,
-		"watch: updates without WATCH race":    watchCheck{clients: 8, increments: 50, skipWatch: true}.run,
-		"timeout: command finishes in time":    timeoutCheck{timeout: 3 * time.Second, block: time.Second, margin: time.Second}.run,
+		"pub/sub: subscriber misses messages": pubsubCheck{perChannel: 5, drop: 3}.run,
+		"pipeline: wrong value read back":     pipelineCheck{values: []string{"42", "44"}}.run,
+		"tx: wrong value read back":           txPipelineCheck{values: []string{"45", "45"}}.run,
+		"watch: updates without WATCH race":   watchCheck{clients: 8, increments: 50, skipWatch: true}.run,
+		"timeout: command finishes in time":   timeoutCheck{timeout: 3 * time.Second, block: time.Second, margin: time.Second}.run,
 	}
 	for name, fn := range broken {
 		t.Run(name, func(t *testing.T) {

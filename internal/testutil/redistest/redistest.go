@@ -19,7 +19,14 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/logging"
 )
+
+func init() {
+	// Tests poll nodes that are not up yet on purpose; go-redis's own
+	// "failed to dial" lines would only bury the real failures.
+	logging.Disable()
+}
 
 // RequireBinary returns the path of name (e.g. "redis-server"). When it is
 // missing the test is skipped, except under CI=true where it fails: a test
