@@ -10,7 +10,8 @@
 #   FORCE  1 rebuilds even when the image already matches the host binary
 #
 # Idempotent: the image carries a label with the sha256 of the host's
-# redis-server; when an image with the same label exists, nothing is done.
+# redis-server and of this script; when an image with the same label exists,
+# nothing is done.
 # Concurrent runs are serialised with a lock file.
 set -euo pipefail
 
@@ -18,7 +19,7 @@ IMAGE="${IMAGE:-rcluster-redis:local}"
 FORCE="${FORCE:-0}"
 SERVER=/usr/bin/redis-server
 CLI=/usr/bin/redis-cli
-LABEL=rcluster.redis.sha256
+LABEL=rcluster.image.key
 
 log() { printf 'build-image: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
@@ -38,14 +39,17 @@ lockfile="${TMPDIR:-/tmp}/rcluster-build-image.lock"
 exec 9>"$lockfile"
 flock -w 120 9 || die "timed out waiting for $lockfile"
 
-sum="$(sha256sum "$SERVER" | cut -d' ' -f1)"
+# The key covers the binary and this script, so editing either rebuilds.
+sum="$(cat "$SERVER" "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1)"
 if [[ "$FORCE" != 1 ]]; then
 	have="$(docker image inspect -f "{{index .Config.Labels \"$LABEL\"}}" "$IMAGE" 2>/dev/null || true)"
 	if [[ "$have" == "$sum" ]]; then
-		log "$IMAGE is up to date (redis-server sha256 ${sum:0:12})"
+		log "$IMAGE is up to date (key ${sum:0:12})"
 		exit 0
 	fi
 fi
+
+old_id="$(docker image inspect -f '{{.Id}}' "$IMAGE" 2>/dev/null || true)"
 
 root="$(mktemp -d "${TMPDIR:-/tmp}/rcluster-image.XXXXXX")"
 trap 'rm -rf "$root"' EXIT
@@ -80,11 +84,15 @@ tar -C "$root" --numeric-owner -c . | docker import \
 	--change 'ENTRYPOINT ["/usr/bin/redis-server"]' \
 	--change 'WORKDIR /data' \
 	--change 'USER 999:999' \
-	--change 'EXPOSE 6379 16379' \
 	--change "LABEL $LABEL=$sum" \
 	--change "LABEL rcluster.redis.version=$version" \
 	--message "rcluster e2e redis $version from $SERVER" \
 	- "$IMAGE" >/dev/null
 
 docker run --rm "$IMAGE" --version >/dev/null || die "$IMAGE does not run"
+# Drop the image this one replaced (left dangling); fails harmlessly when a
+# container still uses it.
+if [[ -n "$old_id" && "$old_id" != "$(docker image inspect -f '{{.Id}}' "$IMAGE")" ]]; then
+	docker image rm "$old_id" >/dev/null 2>&1 || true
+fi
 log "built $IMAGE"
