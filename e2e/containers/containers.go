@@ -30,7 +30,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
 	"github.com/testcontainers/testcontainers-go"
 )
@@ -210,10 +209,12 @@ func EnsureImage(t testing.TB, name string) {
 	if err != nil {
 		t.Fatalf("ensure image %s: %v", name, err)
 	}
-	if _, err := cli.ImageInspect(ctx, name); err == nil {
+	imgs, err := cli.ImageList(ctx, client.ImageListOptions{Filters: make(client.Filters).Add("reference", name)})
+	if err != nil {
+		t.Fatalf("ensure image %s: list images: %v", name, err)
+	}
+	if len(imgs.Items) > 0 {
 		return
-	} else if !errdefs.IsNotFound(err) {
-		t.Fatalf("ensure image %s: inspect: %v", name, err)
 	}
 	root, err := RepoRoot()
 	if err != nil {

@@ -145,21 +145,45 @@ func StartRedisNodes(ctx context.Context, t testing.TB, nw *Network, n int, opts
 		}()
 	}
 	wg.Wait()
-	// Cleanups are registered here, on the test goroutine, for every
-	// container that exists, whatever happened to the others.
-	for _, nd := range nodes {
-		testcontainers.CleanupContainer(t, nd.Container, testcontainers.StopTimeout(0))
-		t.Cleanup(func() {
-			if t.Failed() && nd.Container != nil {
-				t.Logf("log tail of %s (%s):\n%s", nd.Name, nd.Addr, nd.logTail(30))
+	// Registered here, on the test goroutine, for every container that
+	// exists, whatever happened to the others. Cleanups run last-in
+	// first-out: log tails (on failure) first, then removal, in parallel.
+	t.Cleanup(func() { terminateAll(t, nodes) })
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, nd := range nodes {
+				if nd.Container != nil {
+					t.Logf("log tail of %s (%s):\n%s", nd.Name, nd.Addr, nd.logTail(30))
+				}
 			}
-		})
-	}
+		}
+	})
 	if err := errors.Join(errs...); err != nil {
 		t.Fatalf("start %d redis nodes: %v", n, err)
 	}
 	t.Logf("started %d redis containers on %s in %v", n, nw.Subnet, time.Since(start).Round(time.Millisecond))
 	return nodes
+}
+
+// terminateAll kills and removes the nodes' containers in parallel (nil
+// containers and already removed ones are fine).
+func terminateAll(t testing.TB, nodes []*Node) {
+	t.Helper()
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, nd := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if nd.Container != nil {
+				errs[i] = testcontainers.TerminateContainer(nd.Container, testcontainers.StopTimeout(0))
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Errorf("remove redis containers: %v", err)
+	}
 }
 
 func (nd *Node) run(ctx context.Context, t testing.TB, id string) error {
