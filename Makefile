@@ -54,7 +54,7 @@ e2e: deps image
 
 ## image: build $(IMAGE) offline from Debian's redis-server (no registry needed)
 image:
-	@if [ -x scripts/build-image.sh ]; then IMAGE=$(IMAGE) scripts/build-image.sh; else echo "image: scripts/build-image.sh not present"; fi
+	IMAGE=$(IMAGE) scripts/build-image.sh
 
 ## bench: bootstrap time of rcluster vs the redis-cli path, and Go benchmarks
 bench: deps build
