@@ -92,10 +92,12 @@ func TestSummarizeAndTable(t *testing.T) {
 	var b bytes.Buffer
 	skipped := &CaseResult{Name: "3 nodes, r0", Samples: []Sample{{Hand: &HandSample{TotalMS: 2100}}}}
 	skipped.summarize()
+	c.Samples[0].BusyPct = 60
+	c.summarize()
 	writeTable(&b, []*CaseResult{c, skipped})
 	out := b.String()
 	for _, want := range []string{"2.50s (2.00–3.00)", "6.50s (6.00–7.00)", "2.60x", "0.20s", "30.0 MiB",
-		"returned before the cluster was usable in 1 runs", "1 hand and 1 rcluster runs failed"} {
+		"returned before the cluster was usable in 1 runs", "1 hand and 1 rcluster runs failed", "up to 60% busy with other work"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
@@ -182,12 +184,20 @@ func TestKillUnderDaemon(t *testing.T) {
 	if err := redistest.WaitPing(ctx, addr); err != nil {
 		t.Fatal(err)
 	}
+	pids := redisUnder(root)
+	if len(pids) != 1 {
+		t.Fatalf("redisUnder found %v, want one process", pids)
+	}
 	if k := killUnder(root); k != 1 {
 		t.Fatalf("killUnder found %d processes, want 1", k)
 	}
+	if !isDead(pids[0]) {
+		t.Fatalf("redis-server %d still running after killUnder", pids[0])
+	}
 	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 		c.Close()
-		t.Fatalf("%s still accepts connections after killUnder", addr)
+		out, _ := exec.Command("ss", "-ltnp", "sport = :"+strconv.Itoa(port)).CombinedOutput()
+		t.Fatalf("%s still accepts connections after killing %d:\n%s", addr, pids[0], out)
 	}
 	if k := len(redisUnder(root)); k != 0 {
 		t.Fatalf("%d redis-server processes left under %s", k, root)
@@ -232,5 +242,12 @@ func TestRunHandPathEndToEnd(t *testing.T) {
 	base, _ := strconv.Atoi(lo)
 	if !blockFree(base, 3) {
 		t.Fatalf("ports %s still in use after the run", h.Ports)
+	}
+}
+
+func TestCPUBusyPct(t *testing.T) {
+	p := cpuBusyPct(context.Background(), 50*time.Millisecond)
+	if p < 0 || p > 100 {
+		t.Fatalf("cpuBusyPct = %v, want 0..100", p)
 	}
 }

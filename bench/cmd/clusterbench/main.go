@@ -163,7 +163,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		cr := &CaseResult{Name: bc.name(), Nodes: bc.nodes, Replicas: bc.replicas, Runs: cfg.runsFor(bc)}
 		rep.Cases = append(rep.Cases, cr)
 		for i := 0; i < cr.Runs && ctx.Err() == nil; i++ {
-			smp := Sample{Run: i + 1}
+			smp := Sample{Run: i + 1, BusyPct: cpuBusyPct(ctx, 300*time.Millisecond)}
 			doR := func() {
 				if skipNote != "" || ctx.Err() != nil {
 					return
@@ -198,7 +198,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 				doR()
 			}
 			cr.Samples = append(cr.Samples, smp)
-			fmt.Fprintf(stderr, "[%s] run %d/%d: %s\n", cr.Name, i+1, cr.Runs, progress(smp))
+			fmt.Fprintf(stderr, "[%s] run %d/%d (host busy before: %.0f%%): %s\n", cr.Name, i+1, cr.Runs, smp.BusyPct, progress(smp))
 		}
 		cr.summarize()
 	}

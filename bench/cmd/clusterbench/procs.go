@@ -26,7 +26,7 @@ func redisUnder(root string) []int {
 	seen := map[int]bool{}
 	var out []int
 	add := func(pid int) {
-		if pid > 0 && !seen[pid] && isRedis(pid) && !isZombie(pid) {
+		if pid > 0 && !seen[pid] && isRedis(pid) && !isDead(pid) {
 			seen[pid] = true
 			out = append(out, pid)
 		}
@@ -83,15 +83,26 @@ func isRedis(pid int) bool {
 	return strings.HasPrefix(filepath.Base(argv0), "redis-server")
 }
 
-// isZombie reports whether pid is gone or a zombie (dead, not yet reaped).
-func isZombie(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+// isDead reports whether pid is gone or dead but not yet reaped. A zombie
+// thread-group leader is not enough: Redis has background threads, and a
+// SIGKILLed Redis shows its leader as Z while the other threads still exit
+// and its sockets are still open. Dead means no thread but the leader left.
+func isDead(pid int) bool {
+	p := "/proc/" + strconv.Itoa(pid)
+	b, err := os.ReadFile(p + "/stat")
 	if err != nil {
 		return true
 	}
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] == 'Z' || s[i+2] == 'X'
+	if i < 0 || i+2 >= len(s) {
+		return true
+	}
+	if st := s[i+2]; st != 'Z' && st != 'X' {
+		return false
+	}
+	tasks, err := os.ReadDir(p + "/task")
+	return err != nil || len(tasks) <= 1
 }
 
 // killUnder SIGKILLs every redis-server found by redisUnder and waits (at
@@ -105,7 +116,7 @@ func killUnder(root string) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	for _, pid := range pids {
-		_ = poll(ctx, time.Millisecond, 50*time.Millisecond, func() (bool, error) { return isZombie(pid), nil })
+		_ = poll(ctx, time.Millisecond, 50*time.Millisecond, func() (bool, error) { return isDead(pid), nil })
 	}
 	return len(pids)
 }

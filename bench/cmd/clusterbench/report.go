@@ -1,18 +1,26 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 )
 
 // Sample is one alternating run: both paths on the same case, back to back.
 type Sample struct {
-	Run      int             `json:"run"`
-	Order    string          `json:"order"`
+	Run   int    `json:"run"`
+	Order string `json:"order"`
+	// BusyPct is how busy the host's CPUs were (0-100, all CPUs together)
+	// in a short window just before the run, when nothing of ours was
+	// running: other work competing for the CPUs inflates timings.
+	BusyPct  float64         `json:"host_busy_pct_before"`
 	Rcluster *RclusterSample `json:"rcluster,omitempty"`
 	Hand     *HandSample     `json:"hand,omitempty"`
 }
@@ -57,12 +65,16 @@ type CaseResult struct {
 	NotUsableOnReturn int `json:"not_usable_on_return"`
 	HandErrors        int `json:"hand_errors"`
 	RclusterErrors    int `json:"rcluster_errors"`
+	// MaxBusyPct is the highest BusyPct of the case's runs.
+	MaxBusyPct float64 `json:"max_host_busy_pct_before"`
 }
 
 func (c *CaseResult) summarize() {
 	var hand, up, down []float64
 	c.NotUsableOnReturn, c.HandErrors, c.RclusterErrors, c.UpMaxRSSKB = 0, 0, 0, 0
+	c.MaxBusyPct = 0
 	for _, s := range c.Samples {
+		c.MaxBusyPct = max(c.MaxBusyPct, s.BusyPct)
 		if h := s.Hand; h != nil {
 			if h.Error != "" {
 				c.HandErrors++
@@ -126,6 +138,9 @@ func writeTable(w io.Writer, cases []*CaseResult) {
 		if c.HandErrors > 0 || c.RclusterErrors > 0 {
 			notes = append(notes, fmt.Sprintf("%s: %d hand and %d rcluster runs failed (see stderr / -json)", c.Name, c.HandErrors, c.RclusterErrors))
 		}
+		if c.MaxBusyPct > busyWarnPct {
+			notes = append(notes, fmt.Sprintf("%s: host CPUs were up to %.0f%% busy with other work before a run: timings are inflated", c.Name, c.MaxBusyPct))
+		}
 		if c.NotUsableOnReturn > 0 {
 			notes = append(notes, fmt.Sprintf("%s: rcluster up returned before the cluster was usable in %d runs", c.Name, c.NotUsableOnReturn))
 		}
@@ -159,4 +174,52 @@ func writeJSON(w io.Writer, r *Report) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(r)
+}
+
+// busyWarnPct is the pre-run host CPU use above which the table warns.
+const busyWarnPct = 25
+
+// cpuBusyPct measures how busy all CPUs together are over window (from
+// /proc/stat); -1 if unavailable or ctx ends first.
+func cpuBusyPct(ctx context.Context, window time.Duration) float64 {
+	idle0, total0, ok := cpuTimes()
+	if !ok {
+		return -1
+	}
+	t := time.NewTimer(window)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return -1
+	case <-t.C:
+	}
+	idle1, total1, ok := cpuTimes()
+	if !ok || total1 <= total0 {
+		return -1
+	}
+	return 100 * (1 - float64(idle1-idle0)/float64(total1-total0))
+}
+
+// cpuTimes returns idle (idle+iowait) and total jiffies of the "cpu" line.
+func cpuTimes() (idle, total uint64, ok bool) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, false
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 6 || f[0] != "cpu" {
+		return 0, 0, false
+	}
+	for i, v := range f[1:] {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return 0, 0, false
+		}
+		total += n
+		if i == 3 || i == 4 {
+			idle += n
+		}
+	}
+	return idle, total, true
 }
