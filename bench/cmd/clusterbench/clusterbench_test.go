@@ -212,7 +212,7 @@ func TestRunHandPathEndToEnd(t *testing.T) {
 	redistest.RequireBinary(t, "redis-server")
 	redistest.RequireBinary(t, "redis-cli")
 	var stdout, stderr bytes.Buffer
-	rc := run([]string{"-skip-rcluster", "-cases", "3", "-runs", "1", "-timeout", "60s", "-json", "-"}, &stdout, &stderr)
+	rc := run([]string{"-skip-rcluster", "-cases", "3", "-runs", "1", "-timeout", "60s", "-wait-idle", "0", "-json", "-"}, &stdout, &stderr)
 	if rc != 0 {
 		t.Fatalf("exit %d\nstderr:\n%s", rc, stderr.String())
 	}

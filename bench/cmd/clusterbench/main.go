@@ -81,6 +81,7 @@ type config struct {
 	timeout      time.Duration
 	jsonPath     string
 	keep         bool
+	waitIdle     time.Duration
 }
 
 func (c *config) runsFor(bc benchCase) int {
@@ -109,6 +110,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.largeFrom, "large-from", 50, "node count from which -runs-large applies")
 	fs.DurationVar(&cfg.timeout, "timeout", 2*time.Minute, "deadline for each step of a run (up, hand path, down)")
 	fs.StringVar(&cfg.jsonPath, "json", "", "also write a JSON report to this file (\"-\": JSON on stdout, table on stderr)")
+	fs.DurationVar(&cfg.waitIdle, "wait-idle", 30*time.Second, "before each path of each run, wait up to this long for the host CPUs to be less than 25% busy (0: just measure)")
 	fs.BoolVar(&cfg.keep, "keep", false, "keep each run's temp dir (configs, logs) for inspection")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -163,11 +165,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		cr := &CaseResult{Name: bc.name(), Nodes: bc.nodes, Replicas: bc.replicas, Runs: cfg.runsFor(bc)}
 		rep.Cases = append(rep.Cases, cr)
 		for i := 0; i < cr.Runs && ctx.Err() == nil; i++ {
-			smp := Sample{Run: i + 1, BusyPct: cpuBusyPct(ctx, 300*time.Millisecond)}
+			smp := Sample{Run: i + 1}
 			doR := func() {
 				if skipNote != "" || ctx.Err() != nil {
 					return
 				}
+				smp.BusyPct = max(smp.BusyPct, waitIdle(ctx, cfg.waitIdle))
 				s, err := runRcluster(ctx, &cfg, bc.nodes, bc.replicas, i+1)
 				smp.Rcluster = &s
 				if err != nil {
@@ -179,6 +182,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 				if ctx.Err() != nil {
 					return
 				}
+				smp.BusyPct = max(smp.BusyPct, waitIdle(ctx, cfg.waitIdle))
 				s, err := runHand(ctx, &cfg, bc.nodes, bc.replicas)
 				smp.Hand = &s
 				if err != nil {
@@ -278,4 +282,17 @@ func redisVersion(bin string) string {
 		}
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// waitIdle measures host CPU use in short windows until it is below
+// busyWarnPct or max has passed, and returns the last measurement. Other
+// work on the machine would otherwise land in one path's timings only.
+func waitIdle(ctx context.Context, max time.Duration) float64 {
+	deadline := time.Now().Add(max)
+	for {
+		p := cpuBusyPct(ctx, 300*time.Millisecond)
+		if p < busyWarnPct || !time.Now().Before(deadline) || ctx.Err() != nil {
+			return p
+		}
+	}
 }

@@ -18,8 +18,9 @@ type Sample struct {
 	Run   int    `json:"run"`
 	Order string `json:"order"`
 	// BusyPct is how busy the host's CPUs were (0-100, all CPUs together)
-	// in a short window just before the run, when nothing of ours was
-	// running: other work competing for the CPUs inflates timings.
+	// in a short window just before each path (the higher of the two),
+	// when nothing of ours was running: other work competing for the
+	// CPUs inflates timings.
 	BusyPct  float64         `json:"host_busy_pct_before"`
 	Rcluster *RclusterSample `json:"rcluster,omitempty"`
 	Hand     *HandSample     `json:"hand,omitempty"`
