@@ -1,0 +1,253 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rcluster/rcluster/internal/testutil/redistest"
+)
+
+func TestParseCases(t *testing.T) {
+	got, err := parseCases("3, 6,30,100,9:2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []benchCase{{3, 0}, {6, 1}, {30, 1}, {100, 1}, {9, 2}}
+	if len(got) != len(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("case %d: got %v, want %v", i, got[i], want[i])
+		}
+	}
+	for _, bad := range []string{"", "x", "2", "5:1", "6:-1", "6:x"} {
+		if _, err := parseCases(bad); err == nil {
+			t.Errorf("parseCases(%q) accepted", bad)
+		}
+	}
+}
+
+func TestNotUsable(t *testing.T) {
+	ci := func(state string, known int) string {
+		return "cluster_enabled:1\r\ncluster_state:" + state + "\r\ncluster_slots_assigned:16384\r\ncluster_known_nodes:" + strconv.Itoa(known) + "\r\n"
+	}
+	master := "# Replication\r\nrole:master\r\nconnected_slaves:1\r\n"
+	replica := func(link string) string {
+		return "# Replication\r\nrole:slave\r\nmaster_host:127.0.0.1\r\nmaster_link_status:" + link + "\r\n"
+	}
+	cases := []struct {
+		ci, ri string
+		want   string
+	}{
+		{ci("ok", 6), master, ""},
+		{ci("ok", 6), replica("up"), ""},
+		{ci("fail", 6), master, "cluster_state:fail"},
+		{ci("ok", 5), master, "knows 5 of 6 nodes"},
+		{ci("ok", 6), replica("down"), "master_link_status:down"},
+		{"", master, "cluster_state:"},
+	}
+	for i, c := range cases {
+		if got := notUsable(c.ci, c.ri, 6); got != c.want {
+			t.Errorf("%d: got %q, want %q", i, got, c.want)
+		}
+	}
+}
+
+func TestStats(t *testing.T) {
+	if s := stats(nil); s != nil {
+		t.Fatalf("stats(nil) = %+v", s)
+	}
+	s := stats([]float64{5, 1, 3})
+	if s.N != 3 || s.MedianMS != 3 || s.MinMS != 1 || s.MaxMS != 5 {
+		t.Fatalf("odd: %+v", s)
+	}
+	if s := stats([]float64{4, 1, 2, 10}); s.MedianMS != 3 {
+		t.Fatalf("even median: %+v", s)
+	}
+}
+
+func TestSummarizeAndTable(t *testing.T) {
+	c := &CaseResult{Name: "6 nodes, r1", Nodes: 6, Replicas: 1, Samples: []Sample{
+		{Hand: &HandSample{TotalMS: 6000}, Rcluster: &RclusterSample{UpMS: 2000, UpMaxRSSKB: 20480, UsableOnReturn: true, DownMS: 100}},
+		{Hand: &HandSample{TotalMS: 7000}, Rcluster: &RclusterSample{UpMS: 3000, UpMaxRSSKB: 30720, DownMS: 300}},
+		{Hand: &HandSample{Error: "boom"}, Rcluster: &RclusterSample{Error: "up failed"}},
+	}}
+	c.summarize()
+	if c.Hand.MedianMS != 6500 || c.Up.MedianMS != 2500 || c.Down.MedianMS != 200 {
+		t.Fatalf("medians: hand %+v up %+v down %+v", c.Hand, c.Up, c.Down)
+	}
+	if c.Speedup != 2.6 || c.UpMaxRSSKB != 30720 || c.NotUsableOnReturn != 1 || c.HandErrors != 1 || c.RclusterErrors != 1 {
+		t.Fatalf("summary: %+v", c)
+	}
+	var b bytes.Buffer
+	skipped := &CaseResult{Name: "3 nodes, r0", Samples: []Sample{{Hand: &HandSample{TotalMS: 2100}}}}
+	skipped.summarize()
+	c.Samples[0].BusyPct = 60
+	c.summarize()
+	writeTable(&b, []*CaseResult{c, skipped})
+	out := b.String()
+	for _, want := range []string{"2.50s (2.00–3.00)", "6.50s (6.00–7.00)", "2.60x", "0.20s", "30.0 MiB",
+		"returned before the cluster was usable in 1 runs", "1 hand and 1 rcluster runs failed", "up to 60% busy with other work"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	last := strings.Split(out, "\n")[2]
+	if !strings.HasPrefix(last, "3 nodes, r0") || strings.Count(last, "n/a") != 4 {
+		t.Errorf("skipped rcluster row should say n/a four times: %q", last)
+	}
+}
+
+func TestSpecYAML(t *testing.T) {
+	got := specYAML("bench-n6-r1-1", 21000, 6, 1, "/tmp/x/state")
+	want := "name: bench-n6-r1-1\nhost: 127.0.0.1\nports: \"21000-21005\"\nreplicas: 1\ndir: /tmp/x/state\n"
+	if got != want {
+		t.Fatalf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
+func TestFreeBlockSkipsBusyPorts(t *testing.T) {
+	base, err := freeBlock(100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if base < portLow || base+100 > portHigh || base+100+busShift > 32768 {
+		t.Fatalf("block %d-%d outside %d-%d or bus ports in the ephemeral range", base, base+99, portLow, portHigh)
+	}
+	// A listener on a bus port makes that block busy.
+	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(base+5+busShift))
+	if err != nil {
+		t.Skipf("port taken meanwhile: %v", err)
+	}
+	defer l.Close()
+	if blockFree(base, 10) {
+		t.Fatalf("block %d with busy bus port %d reported free", base, base+5+busShift)
+	}
+}
+
+func TestRclusterUsable(t *testing.T) {
+	if why := rclusterUsable(filepath.Join(t.TempDir(), "rcluster")); !strings.Contains(why, "not found") {
+		t.Fatalf("missing binary: %q", why)
+	}
+	if why := rclusterUsable(t.TempDir()); !strings.Contains(why, "not an executable") {
+		t.Fatalf("directory: %q", why)
+	}
+}
+
+// A failing rcluster binary must yield an error sample, not a hang or a
+// panic, and leave nothing behind.
+func TestRunRclusterFailingBinary(t *testing.T) {
+	falseBin, err := exec.LookPath("false")
+	if err != nil {
+		t.Skip("no false binary")
+	}
+	cfg := &config{rcluster: falseBin, timeout: 10 * time.Second}
+	s, err := runRcluster(context.Background(), cfg, 3, 0, 1)
+	if err == nil || s.Error == "" || !strings.Contains(err.Error(), "rcluster up") {
+		t.Fatalf("want an up error, got %v / %+v", err, s)
+	}
+	if s.UpMS != 0 {
+		t.Fatalf("failed up recorded a time: %+v", s)
+	}
+}
+
+// killUnder must find and kill a daemonized redis-server (not our child)
+// by its working directory.
+func TestKillUnderDaemon(t *testing.T) {
+	redistest.Integration(t)
+	bin := redistest.RequireBinary(t, "redis-server")
+	root := t.TempDir()
+	port := redistest.PortBlock(t, 1)
+	dir := filepath.Join(root, "db")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--daemonize", "yes",
+		"--dir", dir, "--save", "", "--logfile", filepath.Join(dir, "log")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("start daemon: %v\n%s", err, out)
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	t.Cleanup(func() { killUnder(root) })
+	if err := redistest.WaitPing(ctx, addr); err != nil {
+		t.Fatal(err)
+	}
+	pids := redisUnder(root)
+	if len(pids) != 1 {
+		t.Fatalf("redisUnder found %v, want one process", pids)
+	}
+	if k := killUnder(root); k != 1 {
+		t.Fatalf("killUnder found %d processes, want 1", k)
+	}
+	if !isDead(pids[0]) {
+		t.Fatalf("redis-server %d still running after killUnder", pids[0])
+	}
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		c.Close()
+		out, _ := exec.Command("ss", "-ltnp", "sport = :"+strconv.Itoa(port)).CombinedOutput()
+		t.Fatalf("%s still accepts connections after killing %d:\n%s", addr, pids[0], out)
+	}
+	if k := len(redisUnder(root)); k != 0 {
+		t.Fatalf("%d redis-server processes left under %s", k, root)
+	}
+}
+
+// The whole harness, hand path only, on the smallest case: it must report a
+// plausible time (Redis needs ~2 s before a fresh cluster is ok) and leave
+// no process behind.
+func TestRunHandPathEndToEnd(t *testing.T) {
+	redistest.Integration(t)
+	redistest.RequireBinary(t, "redis-server")
+	redistest.RequireBinary(t, "redis-cli")
+	var stdout, stderr bytes.Buffer
+	rc := run([]string{"-skip-rcluster", "-cases", "3", "-runs", "1", "-timeout", "60s", "-wait-idle", "0", "-json", "-"}, &stdout, &stderr)
+	if rc != 0 {
+		t.Fatalf("exit %d\nstderr:\n%s", rc, stderr.String())
+	}
+	var rep Report
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("json: %v\n%s", err, stdout.String())
+	}
+	if len(rep.Cases) != 1 || len(rep.Cases[0].Samples) != 1 {
+		t.Fatalf("report: %+v", rep)
+	}
+	c := rep.Cases[0]
+	h := c.Samples[0].Hand
+	if h == nil || h.Error != "" || c.Samples[0].Rcluster != nil {
+		t.Fatalf("sample: %+v", c.Samples[0])
+	}
+	if h.TotalMS < 1500 || h.TotalMS > 60000 || h.CreateMS <= 0 || h.SpawnMS <= 0 {
+		t.Fatalf("implausible hand timings: %+v", h)
+	}
+	if c.Hand == nil || c.Hand.MedianMS != h.TotalMS || c.Up != nil {
+		t.Fatalf("summary: %+v", c)
+	}
+	if !strings.Contains(stderr.String(), "3 nodes, r0") || !strings.Contains(stderr.String(), "n/a") {
+		t.Fatalf("table on stderr missing:\n%s", stderr.String())
+	}
+	// Ports of the run must be free again.
+	lo, _, _ := strings.Cut(h.Ports, "-")
+	base, _ := strconv.Atoi(lo)
+	if !blockFree(base, 3) {
+		t.Fatalf("ports %s still in use after the run", h.Ports)
+	}
+}
+
+func TestCPUBusyPct(t *testing.T) {
+	p := cpuBusyPct(context.Background(), 50*time.Millisecond)
+	if p < 0 || p > 100 {
+		t.Fatalf("cpuBusyPct = %v, want 0..100", p)
+	}
+}

@@ -1,0 +1,226 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Sample is one alternating run: both paths on the same case, back to back.
+type Sample struct {
+	Run   int    `json:"run"`
+	Order string `json:"order"`
+	// BusyPct is how busy the host's CPUs were (0-100, all CPUs together)
+	// in a short window just before each path (the higher of the two),
+	// when nothing of ours was running: other work competing for the
+	// CPUs inflates timings.
+	BusyPct  float64         `json:"host_busy_pct_before"`
+	Rcluster *RclusterSample `json:"rcluster,omitempty"`
+	Hand     *HandSample     `json:"hand,omitempty"`
+}
+
+// Stats summarizes the successful values of one measure.
+type Stats struct {
+	N        int     `json:"n"`
+	MedianMS float64 `json:"median_ms"`
+	MinMS    float64 `json:"min_ms"`
+	MaxMS    float64 `json:"max_ms"`
+}
+
+func stats(v []float64) *Stats {
+	if len(v) == 0 {
+		return nil
+	}
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	m := s[len(s)/2]
+	if len(s)%2 == 0 {
+		m = (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	return &Stats{N: len(s), MedianMS: m, MinMS: s[0], MaxMS: s[len(s)-1]}
+}
+
+// CaseResult is every run of one case plus its summary.
+type CaseResult struct {
+	Name     string   `json:"name"`
+	Nodes    int      `json:"nodes"`
+	Replicas int      `json:"replicas"`
+	Runs     int      `json:"runs"`
+	Samples  []Sample `json:"samples"`
+
+	Hand       *Stats `json:"hand,omitempty"`
+	Up         *Stats `json:"rcluster_up,omitempty"`
+	Down       *Stats `json:"rcluster_down,omitempty"`
+	UpMaxRSSKB int64  `json:"rcluster_up_max_rss_kb,omitempty"`
+	// Speedup is hand median / rcluster up median (>1: rcluster faster).
+	Speedup float64 `json:"speedup,omitempty"`
+	// NotUsableOnReturn counts runs where up returned before the cluster
+	// was usable by the harness's definition.
+	NotUsableOnReturn int `json:"not_usable_on_return"`
+	HandErrors        int `json:"hand_errors"`
+	RclusterErrors    int `json:"rcluster_errors"`
+	// MaxBusyPct is the highest BusyPct of the case's runs.
+	MaxBusyPct float64 `json:"max_host_busy_pct_before"`
+}
+
+func (c *CaseResult) summarize() {
+	var hand, up, down []float64
+	c.NotUsableOnReturn, c.HandErrors, c.RclusterErrors, c.UpMaxRSSKB = 0, 0, 0, 0
+	c.MaxBusyPct = 0
+	for _, s := range c.Samples {
+		c.MaxBusyPct = max(c.MaxBusyPct, s.BusyPct)
+		if h := s.Hand; h != nil {
+			if h.Error != "" {
+				c.HandErrors++
+			} else {
+				hand = append(hand, h.TotalMS)
+			}
+		}
+		if r := s.Rcluster; r != nil {
+			if r.UpMS > 0 {
+				up = append(up, r.UpMS)
+				if !r.UsableOnReturn {
+					c.NotUsableOnReturn++
+				}
+			}
+			if r.Error != "" {
+				c.RclusterErrors++
+			} else {
+				down = append(down, r.DownMS)
+			}
+			c.UpMaxRSSKB = max(c.UpMaxRSSKB, r.UpMaxRSSKB)
+		}
+	}
+	c.Hand, c.Up, c.Down = stats(hand), stats(up), stats(down)
+	c.Speedup = 0
+	if c.Hand != nil && c.Up != nil && c.Up.MedianMS > 0 {
+		c.Speedup = c.Hand.MedianMS / c.Up.MedianMS
+	}
+}
+
+func fmtSec(v float64) string { return fmt.Sprintf("%.2fs", v/1000) }
+
+func fmtStats(s *Stats) string {
+	if s == nil {
+		return "n/a"
+	}
+	if s.N == 1 {
+		return fmtSec(s.MedianMS)
+	}
+	return fmt.Sprintf("%s (%.2f–%.2f)", fmtSec(s.MedianMS), s.MinMS/1000, s.MaxMS/1000)
+}
+
+// writeTable prints one line per case; rcluster columns say n/a when that
+// path was skipped or never succeeded.
+func writeTable(w io.Writer, cases []*CaseResult) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "case\truns\trcluster up median (min–max)\thand median (min–max)\tspeedup hand/rcluster\trcluster down median\trcluster up peak RSS")
+	var notes []string
+	for _, c := range cases {
+		speed, rss := "n/a", "n/a"
+		if c.Speedup > 0 {
+			speed = fmt.Sprintf("%.2fx", c.Speedup)
+		}
+		if c.UpMaxRSSKB > 0 {
+			rss = fmt.Sprintf("%.1f MiB", float64(c.UpMaxRSSKB)/1024)
+		}
+		down := "n/a"
+		if c.Down != nil {
+			down = fmtSec(c.Down.MedianMS)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", c.Name, len(c.Samples), fmtStats(c.Up), fmtStats(c.Hand), speed, down, rss)
+		if c.HandErrors > 0 || c.RclusterErrors > 0 {
+			notes = append(notes, fmt.Sprintf("%s: %d hand and %d rcluster runs failed (see stderr / -json)", c.Name, c.HandErrors, c.RclusterErrors))
+		}
+		if c.MaxBusyPct > busyWarnPct {
+			notes = append(notes, fmt.Sprintf("%s: host CPUs were up to %.0f%% busy with other work before a run: timings are inflated", c.Name, c.MaxBusyPct))
+		}
+		if c.NotUsableOnReturn > 0 {
+			notes = append(notes, fmt.Sprintf("%s: rcluster up returned before the cluster was usable in %d runs", c.Name, c.NotUsableOnReturn))
+		}
+	}
+	tw.Flush()
+	if len(notes) > 0 {
+		fmt.Fprintln(w, "notes:\n  "+strings.Join(notes, "\n  "))
+	}
+}
+
+// Report is the -json document.
+type Report struct {
+	Started   string        `json:"started"`
+	Host      HostInfo      `json:"host"`
+	Rcluster  string        `json:"rcluster"`
+	SkipNote  string        `json:"rcluster_skipped,omitempty"`
+	TimeoutS  float64       `json:"timeout_s"`
+	Usable    string        `json:"usable_definition"`
+	Cases     []*CaseResult `json:"cases"`
+	Completed bool          `json:"completed"`
+}
+
+// HostInfo records where the numbers came from.
+type HostInfo struct {
+	CPUs         int    `json:"cpus"`
+	GoVersion    string `json:"go"`
+	RedisVersion string `json:"redis"`
+}
+
+func writeJSON(w io.Writer, r *Report) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+// busyWarnPct is the pre-run host CPU use above which the table warns.
+const busyWarnPct = 25
+
+// cpuBusyPct measures how busy all CPUs together are over window (from
+// /proc/stat); -1 if unavailable or ctx ends first.
+func cpuBusyPct(ctx context.Context, window time.Duration) float64 {
+	idle0, total0, ok := cpuTimes()
+	if !ok {
+		return -1
+	}
+	t := time.NewTimer(window)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return -1
+	case <-t.C:
+	}
+	idle1, total1, ok := cpuTimes()
+	if !ok || total1 <= total0 {
+		return -1
+	}
+	return 100 * (1 - float64(idle1-idle0)/float64(total1-total0))
+}
+
+// cpuTimes returns idle (idle+iowait) and total jiffies of the "cpu" line.
+func cpuTimes() (idle, total uint64, ok bool) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, false
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 6 || f[0] != "cpu" {
+		return 0, 0, false
+	}
+	for i, v := range f[1:] {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return 0, 0, false
+		}
+		total += n
+		if i == 3 || i == 4 {
+			idle += n
+		}
+	}
+	return idle, total, true
+}
