@@ -59,7 +59,7 @@ image:
 ## bench: bootstrap time of rcluster vs the redis-cli path, and Go benchmarks
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
-	@if [ -d bench ]; then $(GO) run ./bench -rcluster ./$(BIN); else echo "bench: harness not present yet"; fi
+	$(GO) run ./bench/cmd/clusterbench -rcluster ./$(BIN) $(BENCHFLAGS)
 
 ## clean: remove build output (never a cluster's data: use `rcluster down --purge`)
 clean:
