@@ -239,6 +239,20 @@ func (s *Spec) SecretEnvNames() []string {
 	return out
 }
 
+// ChildEnv returns environ (os.Environ() form) without the variables named
+// by SecretEnvNames: the environment to start redis-server with.
+func (s *Spec) ChildEnv(environ []string) []string {
+	drop := s.SecretEnvNames()
+	out := make([]string, 0, len(environ))
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !contains(drop, name) {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
 // --- decoding ---
 
 var (

@@ -81,6 +81,10 @@ func TestAuthSources(t *testing.T) {
 	if names := s.SecretEnvNames(); !reflect.DeepEqual(names, []string{"APP_PW"}) {
 		t.Errorf("SecretEnvNames = %v, want [APP_PW]", names)
 	}
+	env := s.ChildEnv([]string{"PATH=/usr/bin", "APP_PW=env-secret", "APP_PW_2=kept", "HOME=/root"})
+	if !reflect.DeepEqual(env, []string{"PATH=/usr/bin", "APP_PW_2=kept", "HOME=/root"}) {
+		t.Errorf("ChildEnv = %v", env)
+	}
 	if s := mustParse(t, "auth:\n  password: pw\n", "c.yaml"); s.Auth.Source != "auth.password" || s.Auth.Password.Reveal() != "pw" {
 		t.Errorf("inline password: %+v", s.Auth)
 	}
