@@ -239,6 +239,61 @@ func (s *Spec) SecretEnvNames() []string {
 	return out
 }
 
+// SecurityMode is "none", "auth", "tls" or "auth+tls": what a client needs
+// to talk to the nodes. It holds nothing secret, so it may be saved with the
+// cluster's state to notice a spec whose mode no longer matches the
+// running nodes (they read auth: and tls: only when they start).
+func (s *Spec) SecurityMode() string {
+	switch {
+	case s.Auth != nil && s.TLS != nil:
+		return "auth+tls"
+	case s.Auth != nil:
+		return "auth"
+	case s.TLS != nil:
+		return "tls"
+	}
+	return "none"
+}
+
+// SecuritySummary describes auth: and tls: for humans (up/status output),
+// without any secret: e.g. `auth: password from $RCLUSTER_PASSWORD, 2 ACL
+// users (app, reader); tls: generated CA <dir>/tls/ca.crt, client
+// certificates required`.
+func (s *Spec) SecuritySummary() string {
+	var parts []string
+	if a := s.Auth; a != nil {
+		p := "auth: password from " + a.Source
+		if n := len(a.Users); n > 0 {
+			names := make([]string, n)
+			for i, u := range a.Users {
+				names[i] = u.Name
+			}
+			p += fmt.Sprintf(", %s (%s)", plural(n, "ACL user"), strings.Join(names, ", "))
+		}
+		parts = append(parts, p)
+	} else {
+		parts = append(parts, "auth: off")
+	}
+	if t := s.TLS; t != nil {
+		p := "tls: CA " + s.TLSFiles().CA
+		if t.Generate {
+			p = "tls: generated CA " + s.TLSFiles().CA
+		}
+		switch t.authClients() {
+		case "yes":
+			p += ", client certificates required"
+		case "optional":
+			p += ", client certificates optional"
+		default:
+			p += ", no client certificates"
+		}
+		parts = append(parts, p)
+	} else {
+		parts = append(parts, "tls: off")
+	}
+	return strings.Join(parts, "; ")
+}
+
 // ChildEnv returns environ (os.Environ() form) without the variables named
 // by SecretEnvNames: the environment to start redis-server with.
 func (s *Spec) ChildEnv(environ []string) []string {

@@ -368,3 +368,28 @@ func TestSecurityValidateWithoutFile(t *testing.T) {
 		t.Errorf("valid spec: %v", err)
 	}
 }
+
+func TestSecurityModeAndSummary(t *testing.T) {
+	env := map[string]string{"PW": "Sup3rSecret", "APP": "AppSecret"}
+	tests := []struct{ yaml, mode, summary string }{
+		{"", "none", "auth: off; tls: off"},
+		{"auth: {password_env: PW}\n", "auth", "auth: password from $PW; tls: off"},
+		{"auth: {password: Sup3rSecret, users: [{name: app, password_env: APP, rules: '+@all'}, {name: ro, password: x, rules: '+@read'}]}\n",
+			"auth", "auth: password from auth.password, 2 ACL users (app, ro); tls: off"},
+		{"dir: /d\ntls: {generate: true}\n", "tls", "auth: off; tls: generated CA /d/tls/ca.crt, client certificates required"},
+		{"auth: {password_env: PW}\ntls: {cert_file: /c, key_file: /k, ca_file: /ca, auth_clients: optional}\n",
+			"auth+tls", "auth: password from $PW; tls: CA /ca, client certificates optional"},
+	}
+	for _, tt := range tests {
+		s, err := ParseEnv([]byte(tt.yaml), "c.yaml", envOf(env))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := s.SecurityMode(); got != tt.mode {
+			t.Errorf("%q: SecurityMode = %q, want %q", tt.yaml, got, tt.mode)
+		}
+		if got := s.SecuritySummary(); got != tt.summary {
+			t.Errorf("%q: SecuritySummary = %q\nwant %q", tt.yaml, got, tt.summary)
+		}
+	}
+}
