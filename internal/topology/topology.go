@@ -11,16 +11,16 @@ type SlotRange struct {
 // Node is one line of CLUSTER NODES (Redis 7.x format:
 // id ip:port@cport[,hostname] flags master ping pong epoch link slots...).
 type Node struct {
-	ID       string
-	Addr     string // ip:port as announced ("" or ":0" for noaddr)
-	BusPort  int
-	Hostname string
-	Flags    []string // raw flags: myself, master, slave, fail?, fail, handshake, noaddr, nofailover, noflags
-	MasterID string   // "" when "-"
-	PingSent int64
-	PongRecv int64
-	Epoch    uint64 // config epoch
-	Connected bool  // link-state == connected
+	ID        string
+	Addr      string // ip:port as announced ("" or ":0" for noaddr)
+	BusPort   int
+	Hostname  string
+	Flags     []string // raw flags: myself, master, slave, fail?, fail, handshake, noaddr, nofailover, noflags
+	MasterID  string   // "" when "-"
+	PingSent  int64
+	PongRecv  int64
+	Epoch     uint64 // config epoch
+	Connected bool   // link-state == connected
 	Slots     []SlotRange
 	// Migrating maps slot -> destination node id ([slot->-id]).
 	Migrating map[int]string
