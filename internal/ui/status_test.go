@@ -34,10 +34,3 @@ func TestStartEndsARunningStepAsFailed(t *testing.T) {
 		t.Errorf("got %q", b.String())
 	}
 }
-
-func TestQuietPrintsNothing(t *testing.T) {
-	s := Quiet()
-	s.Start("x")
-	s.End(true)
-	s.Infof("hello")
-}
