@@ -144,8 +144,11 @@ type UpOptions struct {
 }
 
 // Up brings the cluster to healthy: nothing to do when it already is;
-// otherwise start the missing nodes and form the cluster (fresh nodes) or
-// wait for it to re-form from nodes.conf (restarted nodes).
+// otherwise preflight (binary, ports, state dir: every problem at once),
+// check that the nodes' saved cluster state fits together, start the
+// missing nodes and form the cluster (fresh nodes) or wait for it to
+// re-form from nodes.conf (restarted nodes). On failure or cancellation it
+// stops the nodes this run started (unless o.Retain).
 func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 	if o.Timeout <= 0 {
 		o.Timeout = 60 * time.Second
@@ -157,7 +160,15 @@ func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 
 	unlock, err := lock(ctx, s.Dir, c.lockWait())
 	if err != nil {
-		return err
+		if errors.Is(err, ErrLocked) || ctx.Err() != nil {
+			return err
+		}
+		// The state dir itself is the problem: report the binary too.
+		problems := []error{err}
+		if _, berr := CheckBinary(ctx, s.RedisServer); berr != nil {
+			problems = append(problems, berr)
+		}
+		return &PreflightError{Problems: problems}
 	}
 	defer unlock()
 
@@ -175,10 +186,18 @@ func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 	addrs := s.Addrs()
 	states := procmgr.Inspect(ctx, nodes, c.procOpts())
 	var missing []procmgr.Node
+	var frozen []string
 	for i, ps := range states {
-		if !ps.Running {
+		switch {
+		case !ps.Running:
 			missing = append(missing, nodes[i])
+		case !ps.Responding:
+			frozen = append(frozen, fmt.Sprintf("%s (pid %d)", nodes[i].Addr(), ps.Pid))
 		}
+	}
+	if len(frozen) > 0 {
+		return fmt.Errorf("%s %s running but not answering (stopped with SIGSTOP, or overloaded?); nothing was started; resume it (kill -CONT) or run `rcluster down`",
+			strings.Join(frozen, ", "), isAre(len(frozen)))
 	}
 	if len(missing) == 0 {
 		// Everything runs: a healthy cluster is a no-op.
@@ -191,7 +210,26 @@ func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 		}
 	}
 
+	if len(missing) > 0 {
+		st.Start("Preflight checks")
+		version, perr := c.preflight(ctx, missing)
+		st.End(perr == nil)
+		if perr != nil {
+			return perr
+		}
+		fmt.Fprintf(c.log(), "using %s\n", version)
+	}
+
+	views, verr := c.views(ctx, states)
+	if verr != nil {
+		return verr
+	}
+	if merr := checkMembership(views); merr != nil {
+		return merr
+	}
+
 	var started []procmgr.Node
+	forming := false // this run forms a new cluster from fresh nodes
 	defer func() {
 		if err == nil || len(started) == 0 {
 			return
@@ -203,20 +241,26 @@ func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 		// ctx may be cancelled (timeout, SIGINT): clean up on a fresh deadline.
 		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
 		defer ccancel()
-		if _, serr := procmgr.Stop(cctx, started, c.procOpts()); serr != nil {
+		st.Start(fmt.Sprintf("Stopping the %d node(s) this run started", len(started)))
+		_, serr := procmgr.Stop(cctx, started, c.procOpts())
+		st.End(serr == nil)
+		if serr != nil {
 			err = errors.Join(err, fmt.Errorf("stopping nodes started by this run: %w", serr))
+			return
+		}
+		if forming {
+			// A half-formed cluster must not look like a saved one to the
+			// next up: these nodes were empty and fresh, their nodes.conf
+			// holds nothing but what this run did.
+			for _, n := range started {
+				if rerr := os.Remove(s.NodesFile(n.Port)); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+					err = errors.Join(err, fmt.Errorf("node %d: reset cluster state: %w", n.Port, rerr))
+				}
+			}
 		}
 	}()
 
 	if len(missing) > 0 {
-		st.Start("Checking redis-server")
-		version, perr := CheckBinary(ctx, s.RedisServer)
-		st.End(perr == nil)
-		if perr != nil {
-			return perr
-		}
-		fmt.Fprintf(c.log(), "using %s\n", version)
-
 		st.Start(fmt.Sprintf("Writing configs for %d nodes", len(nodes)))
 		_, werr := confgen.Write(s)
 		st.End(werr == nil)
@@ -241,6 +285,7 @@ func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 	}
 	switch {
 	case len(formed) == 0:
+		forming = true
 		plan, perr := slots.NewPlan(s.Nodes(), s.Replicas)
 		if perr != nil {
 			return perr
@@ -255,7 +300,13 @@ func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 		return fmt.Errorf("nodes %s have no cluster state while %s do (lost nodes.conf?); refusing to mix them; run `rcluster down --purge` to start over",
 			strings.Join(fresh, ", "), strings.Join(formed, ", "))
 	default:
-		st.Start("Waiting for the cluster to re-form from nodes.conf")
+		what := "Waiting for the cluster to re-form from nodes.conf"
+		if len(missing) == 0 {
+			what = "Waiting for the cluster to become healthy"
+		} else if len(missing) < len(nodes) {
+			what = fmt.Sprintf("Waiting for %d restarted node(s) to rejoin", len(missing))
+		}
+		st.Start(what)
 		werr := slots.WaitReady(ctx, addrs, len(addrs), c.Conn)
 		st.End(werr == nil)
 		if werr != nil {
@@ -267,6 +318,59 @@ func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 	}
 	st.Infof("Cluster %q is up: %d nodes on %s:%d-%d. Stop it with `rcluster down`.",
 		s.Name, len(addrs), s.Host, slices.Min(s.Ports), slices.Max(s.Ports))
+	return nil
+}
+
+// preflight checks, before anything is started, everything that would make
+// starting the given nodes fail: the redis-server binary and its version,
+// that the state dir is writable, and that every node's port and bus port
+// is free. It reports every problem at once and returns the binary's
+// description ("/usr/bin/redis-server (Redis 7.0.15)").
+func (c *Cluster) preflight(ctx context.Context, toStart []procmgr.Node) (string, error) {
+	var errs []error
+	version, err := CheckBinary(ctx, c.Spec.RedisServer)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if err := checkWritable(c.Spec.Dir); err != nil {
+		errs = append(errs, err)
+	}
+	if err := procmgr.CheckPorts(toStart); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return "", &PreflightError{Problems: errs}
+	}
+	return version, nil
+}
+
+// PreflightError lists every reason up could not start nodes; nothing was
+// started.
+type PreflightError struct {
+	Problems []error
+}
+
+func (e *PreflightError) Error() string {
+	lines := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		lines[i] = "  " + strings.ReplaceAll(p.Error(), "\n", "\n  ")
+	}
+	return "preflight failed, nothing was started:\n" + strings.Join(lines, "\n")
+}
+
+func (e *PreflightError) Unwrap() []error { return e.Problems }
+
+// checkWritable creates and removes a file in dir.
+func checkWritable(dir string) error {
+	f, err := os.CreateTemp(dir, ".rcluster-write-test-*")
+	if err != nil {
+		return fmt.Errorf("state dir %s is not writable: %w", dir, err)
+	}
+	name := f.Name()
+	f.Close()
+	if err := os.Remove(name); err != nil {
+		return fmt.Errorf("state dir %s: %w", dir, err)
+	}
 	return nil
 }
 
@@ -332,7 +436,10 @@ func CheckBinary(ctx context.Context, bin string) (string, error) {
 	return fmt.Sprintf("%s (Redis %s.%s.%s)", path, m[1], m[2], m[3]), nil
 }
 
-// Down stops every node gracefully. With purge it also deletes the state dir.
+// Down stops every node gracefully (SHUTDOWN, so the AOF is flushed),
+// signalling only processes proven to be that node. Nodes already dead are
+// reported, not errors. It also stops nodes on ports the saved state lists
+// but the spec no longer does. With purge it then deletes the state dir.
 func (c *Cluster) Down(ctx context.Context, purge bool) error {
 	st := c.status()
 	s := c.Spec
@@ -346,13 +453,32 @@ func (c *Cluster) Down(ctx context.Context, purge bool) error {
 	}
 	defer unlock()
 
-	st.Start(fmt.Sprintf("Stopping %d nodes", len(s.Ports)))
-	results, err := procmgr.Stop(ctx, c.procNodes(), c.procOpts())
+	nodes := c.procNodes()
+	if saved, serr := c.readState(); serr == nil && saved != nil {
+		for _, p := range saved.Ports {
+			if !slices.Contains(s.Ports, p) {
+				nodes = append(nodes, procmgr.Node{Host: saved.Host, Port: p, Binary: s.RedisServer,
+					ConfFile: s.ConfFile(p), PidFile: s.PidFile(p), LogFile: s.LogFile(p)})
+			}
+		}
+	}
+
+	st.Start(fmt.Sprintf("Stopping %d nodes", len(nodes)))
+	results, err := procmgr.Stop(ctx, nodes, c.procOpts())
 	st.End(err == nil)
+	stopped, dead := 0, 0
 	for _, r := range results {
 		line := fmt.Sprintf("  %s: %s", r.Node.Addr(), r.Action)
+		if r.Action == "not running" {
+			dead++
+		} else if r.Err == nil {
+			stopped++
+		}
 		if r.Pid > 0 {
 			line += fmt.Sprintf(" (pid %d)", r.Pid)
+		}
+		if r.Detail != "" {
+			line += ": " + r.Detail
 		}
 		if r.Err != nil {
 			line += ": " + r.Err.Error()
@@ -362,14 +488,28 @@ func (c *Cluster) Down(ctx context.Context, purge bool) error {
 	if err != nil {
 		return err
 	}
+	summary := fmt.Sprintf("%d stopped", stopped)
+	if dead > 0 {
+		summary += fmt.Sprintf(", %d %s not running", dead, wasWere(dead))
+	}
 	if !purge {
-		st.Infof("Cluster %q stopped; data kept in %s (`rcluster up` brings it back, `down --purge` deletes it).", s.Name, s.Dir)
+		st.Infof("Cluster %q stopped (%s); data kept in %s (`rcluster up` brings it back, `down --purge` deletes it).", s.Name, summary, s.Dir)
 		return nil
 	}
 	st.Start("Removing " + s.Dir)
 	perr := purgeDir(s)
 	st.End(perr == nil)
+	if perr == nil {
+		st.Infof("Cluster %q stopped (%s) and its state deleted.", s.Name, summary)
+	}
 	return perr
+}
+
+func wasWere(n int) string {
+	if n == 1 {
+		return "was"
+	}
+	return "were"
 }
 
 // purgeDir removes the state dir, but only when it looks like one rcluster
