@@ -228,9 +228,23 @@ func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 		return merr
 	}
 
+	// This run forms a new cluster when no node has cluster state yet.
+	forming := true
+	for _, v := range views {
+		if v.formed() {
+			forming = false
+		}
+	}
 	var started []procmgr.Node
-	forming := false // this run forms a new cluster from fresh nodes
 	defer func() {
+		if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+			// Say why, whatever the failing step made of the cancellation.
+			why := "interrupted"
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				why = fmt.Sprintf("gave up after %s", o.Timeout)
+			}
+			err = fmt.Errorf("%w (%s: %w)", err, why, ctx.Err())
+		}
 		if err == nil || len(started) == 0 {
 			return
 		}
@@ -285,7 +299,6 @@ func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 	}
 	switch {
 	case len(formed) == 0:
-		forming = true
 		plan, perr := slots.NewPlan(s.Nodes(), s.Replicas)
 		if perr != nil {
 			return perr

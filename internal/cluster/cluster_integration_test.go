@@ -85,17 +85,31 @@ func (w *cancelOn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func TestUpCancelledWhileFormingStopsWhatItStarted(t *testing.T) {
+// TestUpCancelledStopsWhatItStarted cancels Up right after its nodes
+// started, and in the middle of forming: both leave nothing running and
+// nothing that blocks the next Up.
+func TestUpCancelledStopsWhatItStarted(t *testing.T) {
 	redistest.Integration(t)
+	for name, after := range map[string]string{
+		"after-start": "Starting 3 redis-server nodes",
+		"before-form": "Reading cluster state",
+		"after-meet":  "CLUSTER MEET sent", // Form's log: slots assigned, nodes met
+	} {
+		t.Run(name, func(t *testing.T) { cancelledUp(t, after) })
+	}
+}
+
+func cancelledUp(t *testing.T, after string) {
 	c := realCluster(t, 3, 0)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	w := &cancelOn{word: "Starting 3 redis-server nodes", cancel: cancel}
-	c.Status = ui.NewStatus(w)
+	w := &cancelOn{word: after, cancel: cancel}
+	c.Status, c.Log = ui.NewStatus(w), w
 	err := c.Up(ctx, UpOptions{Timeout: 60 * time.Second})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Up = %v, want context.Canceled", err)
 	}
+	t.Logf("status:\n%s", w.buf.String())
 	if !strings.Contains(w.buf.String(), "Stopping the 3 node(s) this run started") {
 		t.Errorf("status lacks the clean-up step:\n%s", w.buf.String())
 	}
@@ -107,7 +121,7 @@ func TestUpCancelledWhileFormingStopsWhatItStarted(t *testing.T) {
 	}
 
 	// The next up forms the cluster; then up is a no-op.
-	c.Status = nil
+	c.Status, c.Log = nil, nil
 	uctx, ucancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer ucancel()
 	if err := c.Up(uctx, UpOptions{}); err != nil {
