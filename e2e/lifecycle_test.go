@@ -945,7 +945,7 @@ func TestStatusAndLogs(t *testing.T) {
 		t.Errorf("logs of an unknown port: exit %d\n%s", r.code, r.stderr)
 	}
 
-	f := startRcluster(t, dir, "logs", "-f", "--tail", "0")
+	f := startRcluster(t, dir, "logs", strconv.Itoa(ports[2]), "-f", "--tail", "0")
 	// Make a node log something: a background save.
 	nc := redis.NewClient(&redis.Options{Addr: addr(ports[2])})
 	defer nc.Close()

@@ -31,6 +31,12 @@ func logsCommand(stdout, stderr io.Writer) *cli.Command {
 			&cli.BoolFlag{Name: "no-color", Usage: "never colour the prefixes"},
 		},
 		Action: func(c *cli.Context) error {
+			// urfave/cli stops at the first argument; `logs 7001 -f` is the
+			// natural order, so flags after PORT are parsed here.
+			ports, err := parseLogsArgs(c)
+			if err != nil {
+				return err
+			}
 			tail := -1
 			if t := c.String("tail"); t != "all" {
 				n, err := strconv.Atoi(t)
@@ -38,14 +44,6 @@ func logsCommand(stdout, stderr io.Writer) *cli.Command {
 					return usagef("--tail: want a number of lines or \"all\", got %q", t)
 				}
 				tail = n
-			}
-			var ports []int
-			for _, a := range c.Args().Slice() {
-				p, err := parsePortArg(a)
-				if err != nil {
-					return err
-				}
-				ports = append(ports, p)
 			}
 			cl, err := newCluster(c, stderr)
 			if err != nil {
@@ -79,4 +77,50 @@ func parsePortArg(a string) (int, error) {
 		return 0, usagef("%q is not a port or HOST:PORT", a)
 	}
 	return p, nil
+}
+
+// parseLogsArgs splits what urfave/cli left as arguments into ports and
+// the flags given after the first port, which it sets on c.
+func parseLogsArgs(c *cli.Context) ([]int, error) {
+	args := c.Args().Slice()
+	var ports []int
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			p, err := parsePortArg(a)
+			if err != nil {
+				return nil, err
+			}
+			ports = append(ports, p)
+			continue
+		}
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		switch name {
+		case "f", "follow", "no-color":
+			if name == "f" {
+				name = "follow"
+			}
+			if hasValue {
+				return nil, usagef("flag %s takes no value", a)
+			}
+			value = "true"
+		case "n", "tail", "file":
+			if name == "n" {
+				name = "tail"
+			}
+			if !hasValue {
+				if i+1 >= len(args) {
+					return nil, usagef("flag %s needs a value", a)
+				}
+				i++
+				value = args[i]
+			}
+		default:
+			return nil, usagef("logs: unknown flag %s", a)
+		}
+		if err := c.Set(name, value); err != nil {
+			return nil, usagef("flag %s: %v", a, err)
+		}
+	}
+	return ports, nil
 }

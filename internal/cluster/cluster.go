@@ -292,10 +292,15 @@ func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 	}
 
 	st.Start("Reading cluster state")
-	fresh, formed, rerr := c.classify(ctx, addrs)
-	st.End(rerr == nil)
+	fresh, formed, loners, rerr := c.classify(ctx, addrs)
+	st.End(rerr == nil && len(loners) == 0)
 	if rerr != nil {
 		return rerr
+	}
+	if len(loners) > 0 {
+		return fmt.Errorf("%s %s not empty but belong%s to no cluster (nodes.conf missing or new); refusing to form or re-form a cluster with %s; "+
+			"their data is untouched: restore their nodes.conf, or if the data is disposable, `rcluster down --purge` starts over",
+			strings.Join(loners, ", "), isAre(len(loners)), sIf(len(loners) == 1), itThem(len(loners)))
 	}
 	switch {
 	case len(formed) == 0:
@@ -388,28 +393,40 @@ func checkWritable(dir string) error {
 }
 
 // classify asks every node whether it already belongs to a cluster
-// (knows other nodes or owns slots) or is fresh.
-func (c *Cluster) classify(ctx context.Context, addrs []string) (fresh, formed []string, err error) {
+// (knows other nodes or owns slots) or is fresh. Loners are nodes that know
+// no other node but hold keys: a node whose nodes.conf was lost restarts
+// like that (and claims the slots of its keys), and must not be formed
+// into a new cluster nor waited for.
+func (c *Cluster) classify(ctx context.Context, addrs []string) (fresh, formed, loners []string, err error) {
 	type res struct {
 		formed bool
+		keys   int64
+		known  string
 		err    error
 	}
 	out := make([]res, len(addrs))
 	var wg sync.WaitGroup
 	for i, a := range addrs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			cl := c.Conn.Node(a)
 			defer cl.Close()
-			txt, err := cl.ClusterInfo(ctx).Result()
-			if err != nil {
+			pipe := cl.Pipeline()
+			infoCmd := pipe.ClusterInfo(ctx)
+			sizeCmd := pipe.DBSize(ctx)
+			_, _ = pipe.Exec(ctx)
+			if err := infoCmd.Err(); err != nil {
 				out[i].err = fmt.Errorf("node %s: cluster info: %w", a, err)
 				return
 			}
-			info := topology.ParseInfo(txt)
-			out[i].formed = info["cluster_known_nodes"] != "1" || info["cluster_slots_assigned"] != "0"
-		}()
+			if err := sizeCmd.Err(); err != nil {
+				out[i].err = fmt.Errorf("node %s: dbsize: %w", a, err)
+				return
+			}
+			info := topology.ParseInfo(infoCmd.Val())
+			out[i].known = info["cluster_known_nodes"]
+			out[i].keys = sizeCmd.Val()
+			out[i].formed = out[i].known != "1" || info["cluster_slots_assigned"] != "0"
+		})
 	}
 	wg.Wait()
 	var errs []error
@@ -417,13 +434,15 @@ func (c *Cluster) classify(ctx context.Context, addrs []string) (fresh, formed [
 		switch {
 		case r.err != nil:
 			errs = append(errs, r.err)
+		case r.known == "1" && r.keys > 0:
+			loners = append(loners, fmt.Sprintf("%s (%d keys)", addrs[i], r.keys))
 		case r.formed:
 			formed = append(formed, addrs[i])
 		default:
 			fresh = append(fresh, addrs[i])
 		}
 	}
-	return fresh, formed, errors.Join(errs...)
+	return fresh, formed, loners, errors.Join(errs...)
 }
 
 var versionRE = regexp.MustCompile(`v=(\d+)\.(\d+)\.(\d+)`)
@@ -516,6 +535,13 @@ func (c *Cluster) Down(ctx context.Context, purge bool) error {
 		st.Infof("Cluster %q stopped (%s) and its state deleted.", s.Name, summary)
 	}
 	return perr
+}
+
+func itThem(n int) string {
+	if n == 1 {
+		return "it"
+	}
+	return "them"
 }
 
 func wasWere(n int) string {
