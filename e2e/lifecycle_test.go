@@ -114,7 +114,7 @@ type nodeStatus struct {
 	Master  string `json:"master"`
 	Slots   string `json:"slots"`
 	State   string `json:"cluster_state"`
-	Link    string `json:"master_link"`
+	Link    string `json:"link"`
 	Keys    int64  `json:"keys"`
 	Memory  string `json:"memory"`
 	Flags   string `json:"flags"`
@@ -734,14 +734,15 @@ func (p *proc) wait(t *testing.T, d time.Duration) int {
 }
 
 // TestSignalDuringUp: SIGINT while the cluster forms stops every node this
-// run started and leaves the ports free, and the next up works; SIGTERM with
-// --retain leaves them running.
+// run started and leaves the ports free, and the next up works; SIGTERM
+// with --retain right after the nodes started leaves them running.
 func TestSignalDuringUp(t *testing.T) {
 	redistest.Integration(t)
 	t.Run("SIGINT", func(t *testing.T) {
 		dir, ports := writeSpec(t, 3, 0, "")
 		p := startRcluster(t, dir, "up")
-		p.waitLine(t, "Starting", 30*time.Second)
+		// Deep in forming: slots assigned, nodes met, waiting for ready.
+		p.waitLine(t, "CLUSTER MEET sent", 30*time.Second)
 		sent := time.Now()
 		if err := p.cmd.Process.Signal(os.Interrupt); err != nil {
 			t.Fatal(err)
@@ -751,6 +752,9 @@ func TestSignalDuringUp(t *testing.T) {
 		}
 		t.Logf("MEASURED SIGINT to exit with cleanup: %s", time.Since(sent).Round(time.Millisecond))
 		_, stderr := p.output()
+		if !strings.Contains(stderr, `interrupted during "Forming the cluster`) {
+			t.Errorf("interrupted up did not say where:\n%s", stderr)
+		}
 		if !strings.Contains(stderr, "Stopping the 3 node(s) this run started") {
 			t.Errorf("interrupted up did not say it stopped its nodes:\n%s", stderr)
 		}

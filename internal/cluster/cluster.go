@@ -157,6 +157,11 @@ func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 	defer cancel()
 	st := c.status()
 	s := c.Spec
+	step := "checking the nodes"
+	begin := func(msg string) {
+		step = msg
+		st.Start(msg)
+	}
 
 	unlock, err := lock(ctx, s.Dir, c.lockWait())
 	if err != nil {
@@ -211,7 +216,7 @@ func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 	}
 
 	if len(missing) > 0 {
-		st.Start("Preflight checks")
+		begin("Preflight checks")
 		version, perr := c.preflight(ctx, missing)
 		st.End(perr == nil)
 		if perr != nil {
@@ -237,13 +242,13 @@ func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 	}
 	var started []procmgr.Node
 	defer func() {
-		if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
-			// Say why, whatever the failing step made of the cancellation.
-			why := "interrupted"
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				why = fmt.Sprintf("gave up after %s", o.Timeout)
-			}
-			err = fmt.Errorf("%w (%s: %w)", err, why, ctx.Err())
+		switch cerr := ctx.Err(); {
+		case err == nil || cerr == nil:
+		case errors.Is(cerr, context.Canceled):
+			// SIGINT/SIGTERM: what each step made of it is noise.
+			err = fmt.Errorf("interrupted during %q: %w", step, cerr)
+		case !errors.Is(err, cerr):
+			err = fmt.Errorf("%w (gave up after %s: %w)", err, o.Timeout, cerr)
 		}
 		if err == nil || len(started) == 0 {
 			return
@@ -275,14 +280,14 @@ func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 	}()
 
 	if len(missing) > 0 {
-		st.Start(fmt.Sprintf("Writing configs for %d nodes", len(nodes)))
+		begin(fmt.Sprintf("Writing configs for %d nodes", len(nodes)))
 		_, werr := confgen.Write(s)
 		st.End(werr == nil)
 		if werr != nil {
 			return fmt.Errorf("write configs: %w", werr)
 		}
 
-		st.Start(fmt.Sprintf("Starting %d redis-server nodes", len(missing)))
+		begin(fmt.Sprintf("Starting %d redis-server nodes", len(missing)))
 		serr := procmgr.Start(ctx, missing, c.procOpts())
 		st.End(serr == nil)
 		if serr != nil {
@@ -291,7 +296,7 @@ func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 		started = missing
 	}
 
-	st.Start("Reading cluster state")
+	begin("Reading cluster state")
 	fresh, formed, loners, rerr := c.classify(ctx, addrs)
 	st.End(rerr == nil && len(loners) == 0)
 	if rerr != nil {
@@ -308,7 +313,7 @@ func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 		if perr != nil {
 			return perr
 		}
-		st.Start(fmt.Sprintf("Forming the cluster (%d masters, %d replicas each)", len(plan.Shards), s.Replicas))
+		begin(fmt.Sprintf("Forming the cluster (%d masters, %d replicas each)", len(plan.Shards), s.Replicas))
 		ferr := slots.Form(ctx, plan, slots.FormOptions{Conn: c.Conn, Log: c.log()})
 		st.End(ferr == nil)
 		if ferr != nil {
@@ -324,7 +329,7 @@ func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 		} else if len(missing) < len(nodes) {
 			what = fmt.Sprintf("Waiting for %d restarted node(s) to rejoin", len(missing))
 		}
-		st.Start(what)
+		begin(what)
 		werr := slots.WaitReady(ctx, addrs, len(addrs), c.Conn)
 		st.End(werr == nil)
 		if werr != nil {

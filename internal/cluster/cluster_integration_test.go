@@ -106,8 +106,8 @@ func cancelledUp(t *testing.T, after string) {
 	w := &cancelOn{word: after, cancel: cancel}
 	c.Status, c.Log = ui.NewStatus(w), w
 	err := c.Up(ctx, UpOptions{Timeout: 60 * time.Second})
-	if !errors.Is(err, context.Canceled) {
-		t.Fatalf("Up = %v, want context.Canceled", err)
+	if !errors.Is(err, context.Canceled) || !strings.Contains(err.Error(), "interrupted during") {
+		t.Fatalf("Up = %v, want context.Canceled saying where", err)
 	}
 	t.Logf("status:\n%s", w.buf.String())
 	if !strings.Contains(w.buf.String(), "Stopping the 3 node(s) this run started") {

@@ -24,7 +24,7 @@ type NodeStatus struct {
 	Master  string `json:"master,omitempty"`
 	Slots   string `json:"slots,omitempty"`
 	State   string `json:"cluster_state,omitempty"`
-	Link    string `json:"master_link,omitempty"`
+	Link    string `json:"link,omitempty"` // replica: master_link_status
 	Keys    int64  `json:"keys"`
 	Memory  string `json:"memory,omitempty"`
 	Flags   string `json:"flags,omitempty"`
