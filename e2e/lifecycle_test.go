@@ -315,6 +315,29 @@ func TestDataSurvivesDownUp(t *testing.T) {
 		return true
 	})
 	mustRun(t, dir, "verify")
+
+	// A replica killed with -9 comes back as a replica of the same master.
+	st := status(t, dir)
+	var rep nodeStatus
+	for _, n := range st {
+		if n.Role == "replica" {
+			rep = n
+			break
+		}
+	}
+	if err := syscall.Kill(rep.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "killed replica gone", func() bool { return portFree(rep.Port) })
+	r, d = timed(t, dir, "up")
+	t.Logf("MEASURED up restarting a killed replica: %s", d.Round(time.Millisecond))
+	if !strings.Contains(r.stderr, "Starting 1 redis-server nodes") {
+		t.Errorf("up did not restart exactly the replica:\n%s", r.stderr)
+	}
+	back := status(t, dir)[rep.Port]
+	if back.Role != "replica" || back.Master != rep.Master || back.ID != rep.ID || back.Link != "up" || back.Keys != before[rep.Master] {
+		t.Errorf("restarted replica: %+v, want replica of %s (id %s) with %d keys", back, rep.Master, rep.ID, before[rep.Master])
+	}
 }
 
 // TestFailoverAndOldMasterRejoinsAsReplica: kill -9 of a master with a

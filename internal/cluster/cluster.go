@@ -205,8 +205,9 @@ func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 			strings.Join(frozen, ", "), isAre(len(frozen)))
 	}
 	if len(missing) == 0 {
-		// Everything runs: a healthy cluster is a no-op.
-		qctx, qcancel := context.WithTimeout(ctx, time.Second)
+		// Everything runs: a healthy cluster is a no-op. (WaitReady returns
+		// on its first good round; the bound only matters when it is not.)
+		qctx, qcancel := context.WithTimeout(ctx, 3*time.Second)
 		werr := slots.WaitReady(qctx, addrs, len(addrs), c.Conn)
 		qcancel()
 		if werr == nil {
