@@ -130,6 +130,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				},
 			},
 			verifyCommand(fileFlag, stdout, stderr),
+			logsCommand(stdout, stderr),
 		},
 	}
 	for _, c := range app.Commands {

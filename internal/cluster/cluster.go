@@ -168,8 +168,11 @@ type UpOptions struct {
 }
 
 // Up brings the cluster to healthy: nothing to do when it already is;
-// otherwise start the missing nodes and form the cluster (fresh nodes) or
-// wait for it to re-form from nodes.conf (restarted nodes).
+// otherwise preflight (binary, ports, state dir: every problem at once),
+// check that the nodes' saved cluster state fits together, start the
+// missing nodes and form the cluster (fresh nodes) or wait for it to
+// re-form from nodes.conf (restarted nodes). On failure or cancellation it
+// stops the nodes this run started (unless o.Retain).
 func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 	if o.Timeout <= 0 {
 		o.Timeout = 60 * time.Second
@@ -178,10 +181,23 @@ func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 	defer cancel()
 	st := c.status()
 	s := c.Spec
+	step := "checking the nodes"
+	begin := func(msg string) {
+		step = msg
+		st.Start(msg)
+	}
 
 	unlock, err := lock(ctx, s.Dir, c.lockWait())
 	if err != nil {
-		return err
+		if errors.Is(err, ErrLocked) || ctx.Err() != nil {
+			return err
+		}
+		// The state dir itself is the problem: report the binary too.
+		problems := []error{err}
+		if _, berr := CheckBinary(ctx, s.RedisServer); berr != nil {
+			problems = append(problems, berr)
+		}
+		return &PreflightError{Problems: problems}
 	}
 	defer unlock()
 
@@ -199,14 +215,23 @@ func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 	addrs := s.Addrs()
 	states := procmgr.Inspect(ctx, nodes, c.procOpts())
 	var missing []procmgr.Node
+	var frozen []string
 	for i, ps := range states {
-		if !ps.Running {
+		switch {
+		case !ps.Running:
 			missing = append(missing, nodes[i])
+		case !ps.Responding:
+			frozen = append(frozen, fmt.Sprintf("%s (pid %d)", nodes[i].Addr(), ps.Pid))
 		}
 	}
+	if len(frozen) > 0 {
+		return fmt.Errorf("%s %s running but not answering (stopped with SIGSTOP, or overloaded?); nothing was started; resume it (kill -CONT) or run `rcluster down`",
+			strings.Join(frozen, ", "), isAre(len(frozen)))
+	}
 	if len(missing) == 0 {
-		// Everything runs: a healthy cluster is a no-op.
-		qctx, qcancel := context.WithTimeout(ctx, time.Second)
+		// Everything runs: a healthy cluster is a no-op. (WaitReady returns
+		// on its first good round; the bound only matters when it is not.)
+		qctx, qcancel := context.WithTimeout(ctx, 3*time.Second)
 		werr := slots.WaitReady(qctx, addrs, len(addrs), c.Conn)
 		qcancel()
 		if werr == nil {
@@ -215,8 +240,41 @@ func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 		}
 	}
 
+	if len(missing) > 0 {
+		begin("Preflight checks")
+		version, perr := c.preflight(ctx, missing)
+		st.End(perr == nil)
+		if perr != nil {
+			return perr
+		}
+		fmt.Fprintf(c.log(), "using %s\n", version)
+	}
+
+	views, verr := c.views(ctx, states)
+	if verr != nil {
+		return verr
+	}
+	if merr := checkMembership(views); merr != nil {
+		return merr
+	}
+
+	// This run forms a new cluster when no node has cluster state yet.
+	forming := true
+	for _, v := range views {
+		if v.formed() {
+			forming = false
+		}
+	}
 	var started []procmgr.Node
 	defer func() {
+		switch cerr := ctx.Err(); {
+		case err == nil || cerr == nil:
+		case errors.Is(cerr, context.Canceled):
+			// SIGINT/SIGTERM: what each step made of it is noise.
+			err = fmt.Errorf("interrupted during %q: %w", step, cerr)
+		case !errors.Is(err, cerr):
+			err = fmt.Errorf("%w (gave up after %s: %w)", err, o.Timeout, cerr)
+		}
 		if err == nil || len(started) == 0 {
 			return
 		}
@@ -227,21 +285,27 @@ func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 		// ctx may be cancelled (timeout, SIGINT): clean up on a fresh deadline.
 		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
 		defer ccancel()
-		if _, serr := procmgr.Stop(cctx, started, c.procOpts()); serr != nil {
+		st.Start(fmt.Sprintf("Stopping the %d node(s) this run started", len(started)))
+		_, serr := procmgr.Stop(cctx, started, c.procOpts())
+		st.End(serr == nil)
+		if serr != nil {
 			err = errors.Join(err, fmt.Errorf("stopping nodes started by this run: %w", serr))
+			return
+		}
+		if forming {
+			// A half-formed cluster must not look like a saved one to the
+			// next up: these nodes were empty and fresh, their nodes.conf
+			// holds nothing but what this run did.
+			for _, n := range started {
+				if rerr := os.Remove(s.NodesFile(n.Port)); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+					err = errors.Join(err, fmt.Errorf("node %d: reset cluster state: %w", n.Port, rerr))
+				}
+			}
 		}
 	}()
 
 	if len(missing) > 0 {
-		st.Start("Checking redis-server")
-		version, perr := CheckBinary(ctx, s.RedisServer)
-		st.End(perr == nil)
-		if perr != nil {
-			return perr
-		}
-		fmt.Fprintf(c.log(), "using %s\n", version)
-
-		st.Start(fmt.Sprintf("Writing configs for %d nodes", len(nodes)))
+		begin(fmt.Sprintf("Writing configs for %d nodes", len(nodes)))
 		_, werr := confgen.Write(s)
 		st.End(werr == nil)
 		if werr != nil {
@@ -251,7 +315,7 @@ func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 			return err
 		}
 
-		st.Start(fmt.Sprintf("Starting %d redis-server nodes", len(missing)))
+		begin(fmt.Sprintf("Starting %d redis-server nodes", len(missing)))
 		serr := procmgr.Start(ctx, missing, c.procOpts())
 		st.End(serr == nil)
 		if serr != nil {
@@ -260,11 +324,16 @@ func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 		started = missing
 	}
 
-	st.Start("Reading cluster state")
-	fresh, formed, rerr := c.classify(ctx, addrs)
-	st.End(rerr == nil)
+	begin("Reading cluster state")
+	fresh, formed, loners, rerr := c.classify(ctx, addrs)
+	st.End(rerr == nil && len(loners) == 0)
 	if rerr != nil {
 		return rerr
+	}
+	if len(loners) > 0 {
+		return fmt.Errorf("%s %s not empty but belong%s to no cluster (nodes.conf missing or new); refusing to form or re-form a cluster with %s; "+
+			"their data is untouched: restore their nodes.conf, or if the data is disposable, `rcluster down --purge` starts over",
+			strings.Join(loners, ", "), isAre(len(loners)), sIf(len(loners) == 1), itThem(len(loners)))
 	}
 	switch {
 	case len(formed) == 0:
@@ -272,7 +341,7 @@ func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 		if perr != nil {
 			return perr
 		}
-		st.Start(fmt.Sprintf("Forming the cluster (%d masters, %d replicas each)", len(plan.Shards), s.Replicas))
+		begin(fmt.Sprintf("Forming the cluster (%d masters, %d replicas each)", len(plan.Shards), s.Replicas))
 		ferr := slots.Form(ctx, plan, slots.FormOptions{Conn: c.Conn, Log: c.log()})
 		st.End(ferr == nil)
 		if ferr != nil {
@@ -282,7 +351,13 @@ func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 		return fmt.Errorf("nodes %s have no cluster state while %s do (lost nodes.conf?); refusing to mix them; run `rcluster down --purge` to start over",
 			strings.Join(fresh, ", "), strings.Join(formed, ", "))
 	default:
-		st.Start("Waiting for the cluster to re-form from nodes.conf")
+		what := "Waiting for the cluster to re-form from nodes.conf"
+		if len(missing) == 0 {
+			what = "Waiting for the cluster to become healthy"
+		} else if len(missing) < len(nodes) {
+			what = fmt.Sprintf("Waiting for %d restarted node(s) to rejoin", len(missing))
+		}
+		begin(what)
 		werr := slots.WaitReady(ctx, addrs, len(addrs), c.Conn)
 		st.End(werr == nil)
 		if werr != nil {
@@ -297,29 +372,94 @@ func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 	return nil
 }
 
+// preflight checks, before anything is started, everything that would make
+// starting the given nodes fail: the redis-server binary and its version,
+// that the state dir is writable, and that every node's port and bus port
+// is free. It reports every problem at once and returns the binary's
+// description ("/usr/bin/redis-server (Redis 7.0.15)").
+func (c *Cluster) preflight(ctx context.Context, toStart []procmgr.Node) (string, error) {
+	var errs []error
+	version, err := CheckBinary(ctx, c.Spec.RedisServer)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if err := checkWritable(c.Spec.Dir); err != nil {
+		errs = append(errs, err)
+	}
+	if err := procmgr.CheckPorts(toStart); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return "", &PreflightError{Problems: errs}
+	}
+	return version, nil
+}
+
+// PreflightError lists every reason up could not start nodes; nothing was
+// started.
+type PreflightError struct {
+	Problems []error
+}
+
+func (e *PreflightError) Error() string {
+	lines := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		lines[i] = "  " + strings.ReplaceAll(p.Error(), "\n", "\n  ")
+	}
+	return "preflight failed, nothing was started:\n" + strings.Join(lines, "\n")
+}
+
+func (e *PreflightError) Unwrap() []error { return e.Problems }
+
+// checkWritable creates and removes a file in dir.
+func checkWritable(dir string) error {
+	f, err := os.CreateTemp(dir, ".rcluster-write-test-*")
+	if err != nil {
+		return fmt.Errorf("state dir %s is not writable: %w", dir, err)
+	}
+	name := f.Name()
+	f.Close()
+	if err := os.Remove(name); err != nil {
+		return fmt.Errorf("state dir %s: %w", dir, err)
+	}
+	return nil
+}
+
 // classify asks every node whether it already belongs to a cluster
-// (knows other nodes or owns slots) or is fresh.
-func (c *Cluster) classify(ctx context.Context, addrs []string) (fresh, formed []string, err error) {
+// (knows other nodes or owns slots) or is fresh. Loners are nodes that know
+// no other node but hold keys: a node whose nodes.conf was lost restarts
+// like that (and claims the slots of its keys), and must not be formed
+// into a new cluster nor waited for.
+func (c *Cluster) classify(ctx context.Context, addrs []string) (fresh, formed, loners []string, err error) {
 	type res struct {
 		formed bool
+		keys   int64
+		known  string
 		err    error
 	}
 	out := make([]res, len(addrs))
 	var wg sync.WaitGroup
 	for i, a := range addrs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			cl := c.Conn.Node(a)
 			defer cl.Close()
-			txt, err := cl.ClusterInfo(ctx).Result()
-			if err != nil {
+			pipe := cl.Pipeline()
+			infoCmd := pipe.ClusterInfo(ctx)
+			sizeCmd := pipe.DBSize(ctx)
+			_, _ = pipe.Exec(ctx)
+			if err := infoCmd.Err(); err != nil {
 				out[i].err = fmt.Errorf("node %s: cluster info: %w", a, err)
 				return
 			}
-			info := topology.ParseInfo(txt)
-			out[i].formed = info["cluster_known_nodes"] != "1" || info["cluster_slots_assigned"] != "0"
-		}()
+			if err := sizeCmd.Err(); err != nil {
+				out[i].err = fmt.Errorf("node %s: dbsize: %w", a, err)
+				return
+			}
+			info := topology.ParseInfo(infoCmd.Val())
+			out[i].known = info["cluster_known_nodes"]
+			out[i].keys = sizeCmd.Val()
+			out[i].formed = out[i].known != "1" || info["cluster_slots_assigned"] != "0"
+		})
 	}
 	wg.Wait()
 	var errs []error
@@ -327,13 +467,15 @@ func (c *Cluster) classify(ctx context.Context, addrs []string) (fresh, formed [
 		switch {
 		case r.err != nil:
 			errs = append(errs, r.err)
+		case r.known == "1" && r.keys > 0:
+			loners = append(loners, fmt.Sprintf("%s (%d keys)", addrs[i], r.keys))
 		case r.formed:
 			formed = append(formed, addrs[i])
 		default:
 			fresh = append(fresh, addrs[i])
 		}
 	}
-	return fresh, formed, errors.Join(errs...)
+	return fresh, formed, loners, errors.Join(errs...)
 }
 
 var versionRE = regexp.MustCompile(`v=(\d+)\.(\d+)\.(\d+)`)
@@ -359,7 +501,10 @@ func CheckBinary(ctx context.Context, bin string) (string, error) {
 	return fmt.Sprintf("%s (Redis %s.%s.%s)", path, m[1], m[2], m[3]), nil
 }
 
-// Down stops every node gracefully. With purge it also deletes the state dir.
+// Down stops every node gracefully (SHUTDOWN, so the AOF is flushed),
+// signalling only processes proven to be that node. Nodes already dead are
+// reported, not errors. It also stops nodes on ports the saved state lists
+// but the spec no longer does. With purge it then deletes the state dir.
 func (c *Cluster) Down(ctx context.Context, purge bool) error {
 	st := c.status()
 	s := c.Spec
@@ -373,13 +518,32 @@ func (c *Cluster) Down(ctx context.Context, purge bool) error {
 	}
 	defer unlock()
 
-	st.Start(fmt.Sprintf("Stopping %d nodes", len(s.Ports)))
-	results, err := procmgr.Stop(ctx, c.procNodes(), c.procOpts())
+	nodes := c.procNodes()
+	if saved, serr := c.readState(); serr == nil && saved != nil {
+		for _, p := range saved.Ports {
+			if !slices.Contains(s.Ports, p) {
+				nodes = append(nodes, procmgr.Node{Host: saved.Host, Port: p, Binary: s.RedisServer,
+					ConfFile: s.ConfFile(p), PidFile: s.PidFile(p), LogFile: s.LogFile(p)})
+			}
+		}
+	}
+
+	st.Start(fmt.Sprintf("Stopping %d nodes", len(nodes)))
+	results, err := procmgr.Stop(ctx, nodes, c.procOpts())
 	st.End(err == nil)
+	stopped, dead := 0, 0
 	for _, r := range results {
 		line := fmt.Sprintf("  %s: %s", r.Node.Addr(), r.Action)
+		if r.Action == "not running" {
+			dead++
+		} else if r.Err == nil {
+			stopped++
+		}
 		if r.Pid > 0 {
 			line += fmt.Sprintf(" (pid %d)", r.Pid)
+		}
+		if r.Detail != "" {
+			line += ": " + r.Detail
 		}
 		if r.Err != nil {
 			line += ": " + r.Err.Error()
@@ -389,14 +553,35 @@ func (c *Cluster) Down(ctx context.Context, purge bool) error {
 	if err != nil {
 		return err
 	}
+	summary := fmt.Sprintf("%d stopped", stopped)
+	if dead > 0 {
+		summary += fmt.Sprintf(", %d %s not running", dead, wasWere(dead))
+	}
 	if !purge {
-		st.Infof("Cluster %q stopped; data kept in %s (`rcluster up` brings it back, `down --purge` deletes it).", s.Name, s.Dir)
+		st.Infof("Cluster %q stopped (%s); data kept in %s (`rcluster up` brings it back, `down --purge` deletes it).", s.Name, summary, s.Dir)
 		return nil
 	}
 	st.Start("Removing " + s.Dir)
 	perr := purgeDir(s)
 	st.End(perr == nil)
+	if perr == nil {
+		st.Infof("Cluster %q stopped (%s) and its state deleted.", s.Name, summary)
+	}
 	return perr
+}
+
+func itThem(n int) string {
+	if n == 1 {
+		return "it"
+	}
+	return "them"
+}
+
+func wasWere(n int) string {
+	if n == 1 {
+		return "was"
+	}
+	return "were"
 }
 
 // purgeDir removes the state dir, but only when it looks like one rcluster

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -23,18 +24,21 @@ type NodeStatus struct {
 	Master  string `json:"master,omitempty"`
 	Slots   string `json:"slots,omitempty"`
 	State   string `json:"cluster_state,omitempty"`
-	Link    string `json:"master_link,omitempty"`
+	Link    string `json:"link,omitempty"` // replica: master_link_status
 	Keys    int64  `json:"keys"`
 	Memory  string `json:"memory,omitempty"`
 	Flags   string `json:"flags,omitempty"`
 	Detail  string `json:"detail,omitempty"`
 }
 
-// Status gathers every node's process and cluster state in parallel.
+// NodeStatuses gathers every node's process and cluster state in parallel.
+// A node that does not answer gets its role, flags and link state from
+// what the answering nodes say of it (e.g. "master,fail", "disconnected").
 func (c *Cluster) NodeStatuses(ctx context.Context) []NodeStatus {
 	nodes := c.procNodes()
 	states := procmgr.Inspect(ctx, nodes, c.procOpts())
 	out := make([]NodeStatus, len(nodes))
+	views := make([][]topology.Node, len(nodes))
 	var wg sync.WaitGroup
 	for i, n := range nodes {
 		out[i] = NodeStatus{Addr: n.Addr(), Port: n.Port, Pid: states[i].Pid, Running: states[i].Running, Detail: states[i].Detail}
@@ -44,17 +48,60 @@ func (c *Cluster) NodeStatuses(ctx context.Context) []NodeStatus {
 			}
 			continue
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c.fillStatus(ctx, &out[i])
-		}()
+		wg.Go(func() { views[i] = c.fillStatus(ctx, &out[i]) })
 	}
 	wg.Wait()
+	fillFromPeers(out, views)
 	return out
 }
 
-func (c *Cluster) fillStatus(ctx context.Context, ns *NodeStatus) {
+// fillFromPeers describes nodes that did not answer as their peers see them.
+func fillFromPeers(out []NodeStatus, views [][]topology.Node) {
+	byID := map[string]topology.Node{}
+	for _, v := range views {
+		for _, n := range v {
+			byID[n.ID] = n
+		}
+	}
+	for i := range out {
+		if out[i].ID != "" {
+			continue
+		}
+		for _, v := range views {
+			for _, n := range v {
+				if n.Addr != out[i].Addr || n.IsMyself() {
+					continue
+				}
+				out[i].ID = n.ID
+				out[i].Flags = peerFlags(n)
+				out[i].Slots = topology.FormatRanges(n.Slots)
+				switch {
+				case n.IsMaster():
+					out[i].Role = "master"
+				case n.IsReplica():
+					out[i].Role = "replica"
+					if m, ok := byID[n.MasterID]; ok {
+						out[i].Master = m.Addr
+					}
+				}
+			}
+			if out[i].ID != "" {
+				break
+			}
+		}
+	}
+}
+
+func peerFlags(n topology.Node) string {
+	f := slices.Clone(n.Flags)
+	if !n.Connected {
+		f = append(f, "disconnected")
+	}
+	return strings.Join(f, ",")
+}
+
+// fillStatus asks one node about itself and returns its CLUSTER NODES view.
+func (c *Cluster) fillStatus(ctx context.Context, ns *NodeStatus) []topology.Node {
 	cl := c.Conn.Node(ns.Addr)
 	defer cl.Close()
 	pipe := cl.Pipeline()
@@ -65,12 +112,12 @@ func (c *Cluster) fillStatus(ctx context.Context, ns *NodeStatus) {
 	_, _ = pipe.Exec(ctx)
 	if err := nodesCmd.Err(); err != nil {
 		ns.Detail = err.Error()
-		return
+		return nil
 	}
 	all, err := topology.ParseNodes(nodesCmd.Val())
 	if err != nil {
 		ns.Detail = err.Error()
-		return
+		return nil
 	}
 	byID := map[string]topology.Node{}
 	for _, n := range all {
@@ -97,12 +144,13 @@ func (c *Cluster) fillStatus(ctx context.Context, ns *NodeStatus) {
 	ns.Link = info["master_link_status"]
 	ns.Memory = info["used_memory_human"]
 	ns.Keys = sizeCmd.Val()
+	return all
 }
 
 // WriteStatusTable prints statuses as an aligned table.
 func WriteStatusTable(w io.Writer, sts []NodeStatus) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tPID\tROLE\tMASTER\tSLOTS\tSTATE\tLINK\tKEYS\tMEMORY\tNOTE")
+	fmt.Fprintln(tw, "NODE\tPID\tROLE\tMASTER\tSLOTS\tSTATE\tLINK\tKEYS\tMEMORY\tFLAGS\tNOTE")
 	for _, s := range sts {
 		pid := "-"
 		if s.Pid > 0 {
@@ -112,10 +160,23 @@ func WriteStatusTable(w io.Writer, sts []NodeStatus) error {
 		if !s.Running {
 			state = "stopped"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", s.Addr, pid, dash(s.Role), dash(s.Master),
-			dash(s.Slots), dash(state), dash(s.Link), s.Keys, dash(s.Memory), s.Detail)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", s.Addr, pid, dash(s.Role), dash(s.Master),
+			dash(s.Slots), dash(state), dash(s.Link), s.Keys, dash(s.Memory), dash(tableFlags(s.Flags)), s.Detail)
 	}
 	return tw.Flush()
+}
+
+// tableFlags drops what other columns already say (myself, master, slave).
+func tableFlags(flags string) string {
+	var keep []string
+	for _, f := range strings.Split(flags, ",") {
+		switch f {
+		case "", "myself", "master", "slave", "noflags":
+		default:
+			keep = append(keep, f)
+		}
+	}
+	return strings.Join(keep, ",")
 }
 
 func dash(s string) string {

@@ -107,3 +107,16 @@ func portRefuses(n Node) bool {
 	c.Close()
 	return false
 }
+
+// CheckPorts checks, without starting anything, that every node's client
+// port and bus port (port+10000) can be bound on its host. The error joins
+// one line per busy port, naming the port and, when /proc tells, its holder.
+func CheckPorts(nodes []Node) error {
+	var errs []error
+	for _, n := range nodes {
+		if err := checkPorts(n); err != nil {
+			errs = append(errs, fmt.Errorf("node %d: %w", n.Port, err))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -281,3 +281,32 @@ func TestTerminateEscalatesToSIGKILL(t *testing.T) {
 		t.Fatalf("process state after SIGKILL: %+v %v, want zombie (not yet reaped)", st, err)
 	}
 }
+
+func TestCheckPortsNamesEveryBusyPort(t *testing.T) {
+	listen := func() (net.Listener, int) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		return l, l.Addr().(*net.TCPAddr).Port
+	}
+	_, client := listen()
+	_, bus := listen()
+	free := freePort(t)
+	err := CheckPorts([]Node{{Port: client}, {Port: bus - busOffset}})
+	if err == nil {
+		t.Fatal("CheckPorts with two busy ports succeeded")
+	}
+	for _, want := range []string{
+		fmt.Sprintf("node %d: port %d is already in use by pid %d", client, client, os.Getpid()),
+		fmt.Sprintf("node %d: cluster bus port %d (port %d + 10000) is already in use", bus-busOffset, bus, bus-busOffset),
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("CheckPorts error lacks %q:\n%v", want, err)
+		}
+	}
+	if err := CheckPorts([]Node{{Port: free}}); err != nil && free+busOffset <= 65535 {
+		t.Errorf("CheckPorts on a free port: %v", err)
+	}
+}

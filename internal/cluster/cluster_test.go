@@ -1,0 +1,239 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rcluster/rcluster/internal/redisconn"
+)
+
+// fakeRedis writes a script that answers --version like redis-server does.
+func fakeRedis(t *testing.T, version string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "redis-server")
+	writeFile(t, p, fmt.Sprintf("#!/bin/sh\necho 'Redis server v=%s sha=00000000:0 malloc=jemalloc-5.3.0 bits=64 build=1'\n", version))
+	if err := os.Chmod(p, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestCheckBinary(t *testing.T) {
+	ctx := context.Background()
+	ok := fakeRedis(t, "7.0.15")
+	if got, err := CheckBinary(ctx, ok); err != nil || got != ok+" (Redis 7.0.15)" {
+		t.Fatalf("CheckBinary(7.0.15) = %q, %v", got, err)
+	}
+	old := fakeRedis(t, "6.2.6")
+	if _, err := CheckBinary(ctx, old); err == nil || !strings.Contains(err.Error(), old+" is Redis 6.2.6") || !strings.Contains(err.Error(), ">= 7.0") {
+		t.Fatalf("CheckBinary(6.2.6) = %v", err)
+	}
+	if _, err := CheckBinary(ctx, "/nonexistent/redis-server"); err == nil || !strings.Contains(err.Error(), `"/nonexistent/redis-server" not found`) {
+		t.Fatalf("CheckBinary(missing) = %v", err)
+	}
+}
+
+func TestConflictError(t *testing.T) {
+	saved := savedState{Name: "t", Host: "127.0.0.1", Ports: []int{7001, 7002, 7003}, Replicas: 0}
+	if d := diffState(saved, saved); len(d) != 0 {
+		t.Fatalf("same state differs: %v", d)
+	}
+	want := savedState{Name: "t", Host: "127.0.0.2", Ports: []int{7001, 7002, 7003, 7004, 7005, 7006}, Replicas: 1}
+	err := &ConflictError{Dir: "/x", Diffs: diffState(saved, want)}
+	for _, s := range []string{"host was 127.0.0.1, now 127.0.0.2", "ports were [7001 7002 7003], now [7001 7002 7003 7004 7005 7006]",
+		"replicas was 0, now 1", "rcluster down --purge", "/x"} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("ConflictError lacks %q: %v", s, err)
+		}
+	}
+}
+
+func TestUpRefusesConflictingSpecBeforeStarting(t *testing.T) {
+	s := testSpec(t, 7001, 7002, 7003)
+	c := &Cluster{Spec: s, Log: &bytes.Buffer{}}
+	writeFile(t, c.statePath(), `{"name":"t","host":"127.0.0.1","ports":[7001,7002,7003,7004,7005,7006],"replicas":1}`)
+	err := c.Up(context.Background(), UpOptions{Timeout: 10 * time.Second})
+	var ce *ConflictError
+	if !errors.As(err, &ce) || len(ce.Diffs) != 2 {
+		t.Fatalf("Up = %v, want a ConflictError with 2 differences", err)
+	}
+	if _, err := os.Stat(s.ConfDir()); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused up wrote configs: %v", err)
+	}
+}
+
+// TestUpPreflightReportsEveryProblem: a too-old binary and two busy ports
+// are reported at once, and nothing is written or started.
+func TestUpPreflightReportsEveryProblem(t *testing.T) {
+	l1, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l1.Close()
+	busy := l1.Addr().(*net.TCPAddr).Port
+	l2, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	busyBus := l2.Addr().(*net.TCPAddr).Port
+	s := testSpec(t, busy, busyBus-10000, freePort(t))
+	s.RedisServer = fakeRedis(t, "6.0.9")
+	// The busy ports accept connections and never answer: keep probes short.
+	c := &Cluster{Spec: s, Conn: redisconn.Options{Timeout: 200 * time.Millisecond}}
+	err = c.Up(context.Background(), UpOptions{Timeout: 10 * time.Second})
+	var pe *PreflightError
+	if !errors.As(err, &pe) {
+		t.Fatalf("Up = %v, want a PreflightError", err)
+	}
+	for _, want := range []string{
+		"nothing was started",
+		"is Redis 6.0.9; rcluster needs Redis >= 7.0",
+		fmt.Sprintf("port %d is already in use by pid %d", busy, os.Getpid()),
+		fmt.Sprintf("cluster bus port %d (port %d + 10000) is already in use by pid %d", busyBus, busyBus-10000, os.Getpid()),
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("preflight error lacks %q:\n%v", want, err)
+		}
+	}
+	if _, err := os.Stat(s.ConfDir()); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a failed preflight wrote configs: %v", err)
+	}
+}
+
+func TestUpUnusableStateDir(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	writeFile(t, file, "x")
+	s := testSpec(t, 7001, 7002, 7003)
+	s.Dir = filepath.Join(file, "state")
+	s.RedisServer = "/nonexistent/redis-server"
+	err := (&Cluster{Spec: s}).Up(context.Background(), UpOptions{Timeout: 10 * time.Second})
+	var pe *PreflightError
+	if !errors.As(err, &pe) {
+		t.Fatalf("Up = %v, want a PreflightError", err)
+	}
+	for _, want := range []string{"state dir " + s.Dir, "not a directory", `"/nonexistent/redis-server" not found`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+}
+
+func TestCheckWritable(t *testing.T) {
+	dir := t.TempDir()
+	if err := checkWritable(dir); err != nil {
+		t.Fatal(err)
+	}
+	left, _ := os.ReadDir(dir)
+	if len(left) != 0 {
+		t.Fatalf("checkWritable left %v behind", left)
+	}
+	if err := checkWritable(filepath.Join(dir, "missing")); err == nil || !strings.Contains(err.Error(), "is not writable") {
+		t.Fatalf("checkWritable(missing) = %v", err)
+	}
+}
+
+func TestLockSecondWaiterFailsClearly(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	unlock, err := lock(ctx, dir, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = lock(ctx, dir, 150*time.Millisecond)
+	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), fmt.Sprintf("held by pid %d", os.Getpid())) {
+		t.Fatalf("second lock = %v, want ErrLocked naming our pid", err)
+	}
+	if el := time.Since(start); el < 150*time.Millisecond || el > 2*time.Second {
+		t.Errorf("second lock gave up after %s, want about 150ms", el)
+	}
+	// A waiter gets the lock as soon as it is released.
+	done := make(chan error, 1)
+	go func() {
+		u, err := lock(ctx, dir, 5*time.Second)
+		if err == nil {
+			u()
+		}
+		done <- err
+	}()
+	unlock()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("waiter: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("waiter did not get the released lock")
+	}
+}
+
+func TestDownWithoutStateDir(t *testing.T) {
+	s := testSpec(t, 7001, 7002, 7003)
+	s.Dir = filepath.Join(s.Dir, "never-created")
+	if err := (&Cluster{Spec: s}).Down(context.Background(), true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(s.Dir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("down created %s", s.Dir)
+	}
+}
+
+func TestPurgeRefusesForeignDir(t *testing.T) {
+	s := testSpec(t, 7001)
+	writeFile(t, filepath.Join(s.Dir, "precious.txt"), "x")
+	if err := purgeDir(s); err == nil || !strings.Contains(err.Error(), "does not look like an rcluster state dir") {
+		t.Fatalf("purgeDir = %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(s.Dir, "precious.txt")); err != nil {
+		t.Fatal("purge deleted a foreign dir")
+	}
+}
+
+func TestStatusTable(t *testing.T) {
+	var b bytes.Buffer
+	err := WriteStatusTable(&b, []NodeStatus{
+		{Addr: "127.0.0.1:7001", Pid: 10, Running: true, Role: "master", Slots: "0-5460", State: "ok", Keys: 3, Memory: "1.2M", Flags: "myself,master"},
+		{Addr: "127.0.0.1:7002", Running: false, Role: "master", Slots: "5461-10922", Flags: "master,fail,disconnected", Detail: "stale pidfile: pid 99 is not running"},
+		{Addr: "127.0.0.1:7003", Pid: 12, Running: true, Role: "replica", Master: "127.0.0.1:7001", State: "ok", Link: "up", Flags: "myself,slave"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimRight(b.String(), "\n"), "\n")
+	if len(lines) != 4 || !strings.Contains(lines[0], "FLAGS") {
+		t.Fatalf("table:\n%s", b.String())
+	}
+	for i, want := range [][]string{
+		{"127.0.0.1:7001", "10", "master", "0-5460", "ok", "3", "1.2M"},
+		{"127.0.0.1:7002", "stopped", "fail,disconnected", "stale pidfile"},
+		{"127.0.0.1:7003", "replica", "127.0.0.1:7001", "up"},
+	} {
+		for _, w := range want {
+			if !strings.Contains(lines[i+1], w) {
+				t.Errorf("row %d lacks %q: %s", i+1, w, lines[i+1])
+			}
+		}
+	}
+	if strings.Contains(b.String(), "myself") {
+		t.Errorf("table repeats the myself flag:\n%s", b.String())
+	}
+}
+
+// freePort returns a port nothing listens on.
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
