@@ -171,7 +171,7 @@ func TestUpWithReplicas(t *testing.T) {
 	var status struct {
 		Nodes []struct {
 			Addr, Role, Master string
-			Link               string `json:"master_link"`
+			Link               string `json:"link"`
 		} `json:"nodes"`
 	}
 	if err := json.Unmarshal([]byte(st.stdout), &status); err != nil {
