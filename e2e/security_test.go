@@ -21,6 +21,7 @@ import (
 
 	"github.com/rcluster/rcluster/internal/redisconn"
 	"github.com/rcluster/rcluster/internal/testutil/redistest"
+	"github.com/rcluster/rcluster/internal/tlsgen"
 )
 
 // rclusterEnv is rcluster with extra environment variables ("NAME=value")
@@ -472,5 +473,69 @@ func TestTLSGenerated(t *testing.T) {
 		if !portFree(p) || !portFree(p+10000) {
 			t.Errorf("port %d (or its bus port) still listening after down --purge", p)
 		}
+	}
+}
+
+func TestAuthAndTLSWithGivenFiles(t *testing.T) {
+	redistest.Integration(t)
+	// The user's own material: a CA and node certificate in the spec's
+	// directory, and the password in a file next to the spec.
+	pw := randomSecret(t, "file-")
+	dir, ports := writeSecureSpec(t, 3, 0, `auth:
+  password_file: secrets/redis.pw
+tls:
+  ca_file: pki/ca.crt
+  cert_file: pki/node.crt
+  key_file: pki/node.key
+`, nil)
+	f, _, err := tlsgen.Ensure(filepath.Join(dir, "pki"), []string{"127.0.0.1"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "secrets"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "secrets", "redis.pw"), []byte(pw+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tlsArgs := []string{"--tls", "--cacert", f.CA, "--cert", f.Cert, "--key", f.Key}
+
+	up := rclusterWatch(t, dir, nil, []string{pw}, "up")
+	if up.code != 0 {
+		t.Fatalf("up: exit %d\n%s", up.code, up.stderr)
+	}
+	mustRun(t, dir, "verify")
+	if _, err := os.Stat(filepath.Join(dir, "state", "tls")); !os.IsNotExist(err) {
+		t.Errorf("given TLS files, yet rcluster generated material: %v", err)
+	}
+
+	out, ok := redisCLI(t, []string{"REDISCLI_AUTH=" + pw}, append(tlsArgs, "--cluster", "check", addr(ports[0]))...)
+	requireCheckOK(t, out, ok)
+	if out, _ := redisCLI(t, nil, append(tlsArgs, "-p", strconv.Itoa(ports[0]), "ping")...); !strings.Contains(out, "NOAUTH") {
+		t.Errorf("TLS without a password: %q, want NOAUTH", out)
+	}
+
+	seed := addr(ports[2])
+	r := rclusterEnv(t, dir, []string{"REDISCLI_AUTH=" + pw}, append([]string{"verify", "--addr", seed}, tlsArgs...)...)
+	if r.code != 0 {
+		t.Errorf("verify --addr --tls with REDISCLI_AUTH: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := rcluster(t, dir, append([]string{"verify", "--addr", seed}, tlsArgs...)...); r.code != 1 || !strings.Contains(r.stderr, "NOAUTH") {
+		t.Errorf("verify --addr --tls without a password: exit %d, want 1 saying NOAUTH\n%s", r.code, r.stderr)
+	}
+	for _, h := range secretFiles(t, filepath.Join(dir, "state"), pw) {
+		if !strings.HasPrefix(h, "conf"+string(filepath.Separator)) {
+			t.Errorf("%s holds the password", h)
+		}
+	}
+
+	mustRun(t, dir, "down", "--purge")
+	for _, p := range ports {
+		if !portFree(p) {
+			t.Errorf("port %d still listening after down --purge", p)
+		}
+	}
+	if _, err := os.Stat(f.CA); err != nil {
+		t.Errorf("down --purge touched the user's CA outside the state dir: %v", err)
 	}
 }
