@@ -168,8 +168,8 @@ func verifyCommand(fileFlag cli.Flag, stdout, stderr io.Writer) *cli.Command {
 	return &cli.Command{
 		Name:  "verify",
 		Usage: "check the cluster's health and exercise client operations (exit 0 healthy, 1 not)",
-		UsageText: "rcluster verify [-f cluster.yaml | --addr HOST:PORT] [--wait 30s] [--json]\n\n" +
-			"Examples:\n   rcluster verify\n   rcluster verify --addr 127.0.0.1:7001 --json",
+		UsageText: "rcluster verify [-f cluster.yaml | --addr HOST:PORT [--tls --cacert ca.crt --cert c.crt --key c.key]] [--wait 30s] [--json]\n\n" +
+			"Examples:\n   rcluster verify\n   rcluster verify --addr 127.0.0.1:7001 --json\n   REDISCLI_AUTH=pw rcluster verify --addr 127.0.0.1:7001 --tls --cacert state/tls/ca.crt --cert state/tls/node.crt --key state/tls/node.key",
 		Flags: []cli.Flag{fileFlag,
 			&cli.StringSliceFlag{Name: "addr", Usage: "discover the cluster from this node (repeatable) instead of a spec"},
 			&cli.DurationFlag{Name: "wait", Usage: "re-check until healthy or this long has passed"},
@@ -178,11 +178,26 @@ func verifyCommand(fileFlag cli.Flag, stdout, stderr io.Writer) *cli.Command {
 			&cli.BoolFlag{Name: "read-only", Usage: "run only checks that write nothing"},
 			&cli.StringFlag{Name: "user", Usage: "ACL user"},
 			&cli.StringFlag{Name: "password", EnvVars: []string{"REDISCLI_AUTH"}, Usage: "password (prefer env REDISCLI_AUTH)"},
+			&cli.BoolFlag{Name: "tls", Usage: "connect with TLS (implied by --cacert, --cert, --key, --sni)"},
+			&cli.StringFlag{Name: "cacert", Usage: "CA certificate `FILE` to verify nodes with (default: system roots)"},
+			&cli.StringFlag{Name: "cert", Usage: "client certificate `FILE`"},
+			&cli.StringFlag{Name: "key", Usage: "client private key `FILE`"},
+			&cli.StringFlag{Name: "sni", Usage: "server `NAME` to request and verify (default: each node's address)"},
 		},
 		Action: func(c *cli.Context) error {
 			o := verify.Options{
 				Conn:     redisconn.Options{Username: c.String("user"), Password: c.String("password"), Timeout: c.Duration("timeout")},
 				ReadOnly: c.Bool("read-only"),
+			}
+			if c.Bool("tls") || c.IsSet("cacert") || c.IsSet("cert") || c.IsSet("key") || c.IsSet("sni") {
+				if c.IsSet("cert") != c.IsSet("key") {
+					return usagef("--cert and --key go together")
+				}
+				cfg, err := redisconn.TLSFiles{CACert: c.String("cacert"), Cert: c.String("cert"), Key: c.String("key"), ServerName: c.String("sni")}.Config()
+				if err != nil {
+					return err
+				}
+				o.Conn.TLSConfig = cfg
 			}
 			addrs := c.StringSlice("addr")
 			switch {
@@ -203,6 +218,9 @@ func verifyCommand(fileFlag cli.Flag, stdout, stderr io.Writer) *cli.Command {
 				conn.Timeout = o.Conn.Timeout
 				if c.IsSet("user") || c.IsSet("password") {
 					conn.Username, conn.Password = o.Conn.Username, o.Conn.Password
+				}
+				if o.Conn.TLSConfig != nil {
+					conn.TLSConfig = o.Conn.TLSConfig
 				}
 				o.Conn = conn
 				o.Nodes = s.Addrs()

@@ -486,7 +486,9 @@ func CheckBinary(ctx context.Context, bin string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("redis-server binary %q not found: %w (install it with `make deps` or set redis_server in the spec)", bin, err)
 	}
-	out, err := exec.CommandContext(ctx, path, "--version").Output()
+	cmd := exec.CommandContext(ctx, path, "--version")
+	cmd.Env = []string{} // it needs none, and must not inherit the spec's password variables
+	out, err := cmd.Output()
 	if err != nil {
 		return "", fmt.Errorf("%s --version: %w", path, err)
 	}

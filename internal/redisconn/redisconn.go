@@ -4,7 +4,9 @@ package redisconn
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -94,3 +96,48 @@ func (o Options) Cluster(addrs []string) *redis.ClusterClient {
 
 // CallTimeout is the bound for one call to one node.
 func (o Options) CallTimeout() time.Duration { return o.timeout() }
+
+// TLSFiles name the files of a TLS client, like redis-cli's --cacert,
+// --cert, --key and --sni.
+type TLSFiles struct {
+	// CACert is the PEM file of the CA(s) that signed the servers'
+	// certificates; empty means the system's trust store.
+	CACert string
+	// Cert and Key are the client certificate and its key (PEM), presented
+	// to servers that require one; both or neither.
+	Cert, Key string
+	// ServerName is the name (SNI) to ask for and verify; empty means the
+	// host of each address dialed.
+	ServerName string
+}
+
+// Config builds the client TLS configuration: server certificates are
+// verified against CACert, the client certificate is presented when given.
+// Errors name the file at fault.
+func (f TLSFiles) Config() (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: f.ServerName}
+	if f.CACert != "" {
+		pem, err := os.ReadFile(f.CACert)
+		if err != nil {
+			return nil, fmt.Errorf("CA certificate: %w", err)
+		}
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA certificate %s: no PEM certificate in it", f.CACert)
+		}
+		cfg.RootCAs = roots
+	}
+	switch {
+	case f.Cert != "" && f.Key != "":
+		pair, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+		if err != nil {
+			return nil, fmt.Errorf("client certificate %s with key %s: %w", f.Cert, f.Key, err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	case f.Cert != "":
+		return nil, fmt.Errorf("client certificate %s: no key file given", f.Cert)
+	case f.Key != "":
+		return nil, fmt.Errorf("client key %s: no certificate file given", f.Key)
+	}
+	return cfg, nil
+}

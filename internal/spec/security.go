@@ -2,7 +2,6 @@ package spec
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"io"
 	"os"
@@ -201,21 +200,13 @@ func (s *Spec) ClientTLSConfig() (*tls.Config, error) {
 		return nil, nil
 	}
 	f := s.TLSFiles()
-	caPEM, err := os.ReadFile(f.CA)
-	if err != nil {
-		return nil, fmt.Errorf("tls: CA certificate: %w", err)
-	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(caPEM) {
-		return nil, fmt.Errorf("tls: CA certificate %s: no PEM certificate in it", f.CA)
-	}
-	cfg := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	files := redisconn.TLSFiles{CACert: f.CA}
 	if s.TLS.authClients() != "no" {
-		pair, err := tls.LoadX509KeyPair(f.ClientCert, f.ClientKey)
-		if err != nil {
-			return nil, fmt.Errorf("tls: client certificate %s: %w", f.ClientCert, err)
-		}
-		cfg.Certificates = []tls.Certificate{pair}
+		files.Cert, files.Key = f.ClientCert, f.ClientKey
+	}
+	cfg, err := files.Config()
+	if err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
 	}
 	return cfg, nil
 }

@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -366,7 +367,7 @@ func checkShards(_ context.Context, e *Env) error {
 				if n.Health == "online" {
 					continue
 				}
-				addr := fmt.Sprintf("%s:%d", n.IP, n.Port)
+				addr := fmt.Sprintf("%s:%d", n.IP, cmp.Or(n.Port, n.TLSPort)) // TLS-only nodes report tls-port alone
 				if n.Health == "loading" && n.Role == "replica" {
 					if sv, ok := self[addr]; ok && sv.Repl["master_link_status"] == "up" && sv.Repl["master_sync_in_progress"] != "1" {
 						continue
