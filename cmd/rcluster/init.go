@@ -141,8 +141,8 @@ func initCommand(stdout, stderr io.Writer) *cli.Command {
 				return fmt.Errorf("write %s: %w", path, err)
 			}
 			if verbosity(c) > levelQuiet {
-				fmt.Fprintf(stderr, "Wrote %s: cluster %q, %d masters with %d replicas each on %s, %s.\nNext: rcluster up%s\n",
-					path, s.Name, s.Masters(), s.Replicas, s.Host, portSummary(s.Ports), fileArg(path))
+				fmt.Fprintf(stderr, "Wrote %s: cluster %q, %d masters with %s each on %s, %s.\nNext: rcluster up%s\n",
+					path, s.Name, s.Masters(), plural(s.Replicas, "replica"), s.Host, portSummary(s.Ports), fileArg(path))
 			}
 			return nil
 		},

@@ -226,7 +226,8 @@ func lsCommand(stdout, stderr io.Writer) *cli.Command {
 }
 
 func writeClusterTable(w io.Writer, list []listedCluster) error {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	var buf strings.Builder
+	tw := tabwriter.NewWriter(&buf, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tSTATE\tNODES\tMASTERS\tADDRESS\tDIR\tNOTE")
 	for _, lc := range list {
 		masters := "-"
@@ -236,5 +237,15 @@ func writeClusterTable(w io.Writer, list []listedCluster) error {
 		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s:%s\t%s\t%s\n", lc.Name, lc.State, lc.Running, len(lc.Ports), masters,
 			lc.Host, portList(slices.Clone(lc.Ports)), lc.Dir, lc.Detail)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	var out strings.Builder
+	for _, line := range strings.SplitAfter(buf.String(), "\n") {
+		if strings.HasSuffix(line, "\n") {
+			out.WriteString(strings.TrimRight(strings.TrimSuffix(line, "\n"), " ") + "\n")
+		}
+	}
+	_, err := io.WriteString(w, out.String())
+	return err
 }

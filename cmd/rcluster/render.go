@@ -67,7 +67,7 @@ func renderAll(w io.Writer, s *spec.Spec, configs bool) error {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "# rcluster render: cluster %q from %s; nothing was started or written.\n", s.Name, s.Describe())
-	fmt.Fprintf(&b, "# Slot plan: %d masters, %d replicas each, state in %s\n", len(plan.Shards), s.Replicas, s.Dir)
+	fmt.Fprintf(&b, "# Slot plan: %d masters, %s each, state in %s\n", len(plan.Shards), plural(s.Replicas, "replica"), s.Dir)
 	writePlan(&b, plan)
 	if configs {
 		for _, n := range s.Nodes() {
@@ -95,4 +95,12 @@ func writePlan(w io.Writer, p *slots.Plan) {
 		}
 	}
 	_ = tw.Flush()
+}
+
+// plural is "1 replica", "2 replicas".
+func plural(n int, word string) string {
+	if n == 1 {
+		return fmt.Sprintf("%d %s", n, word)
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }
