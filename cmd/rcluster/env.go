@@ -219,6 +219,7 @@ func writeJSONEnv(w io.Writer, vars []envVar) error {
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false) // keep the URLs' & readable
 	return enc.Encode(m)
 }
 

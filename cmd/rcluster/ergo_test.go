@@ -179,6 +179,9 @@ func TestEnvFormats(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &m); err != nil {
 		t.Fatalf("env json: %v\n%s", err, out)
 	}
+	if strings.Contains(out, `\u0026`) {
+		t.Errorf("json output escapes &: %s", out)
+	}
 	want := map[string]string{
 		"REDIS_CLUSTER_NODES": wantNodes,
 		"REDIS_HOST":          "127.0.0.1",
@@ -224,6 +227,17 @@ func TestEnvFormats(t *testing.T) {
 	out, _, _ = run(t, "env", "-f", path, "--format", "dotenv")
 	if !strings.Contains(out, "REDIS_CLUSTER_NODES="+wantNodes+"\n") || !strings.Contains(out, "REDIS_URL=redis://127.0.0.1:7101\n") {
 		t.Errorf("dotenv:\n%s", out)
+	}
+
+	// IPv6: bracketed addresses, still one node per addr for go-redis.
+	out, _, _ = run(t, "env", "-f", writeSpecFile(t, "host: \"::1\"\n"), "--format", "json")
+	m = nil
+	if err := json.Unmarshal([]byte(out), &m); err != nil {
+		t.Fatal(err)
+	}
+	if o, err := redis.ParseClusterURL(m["REDIS_CLUSTER_URL"]); err != nil || strings.Join(o.Addrs, ",") != "[::1]:7001,[::1]:7002,[::1]:7003" ||
+		m["REDIS_HOST"] != "::1" || m["REDIS_URL"] != "redis://[::1]:7001" {
+		t.Errorf("IPv6 env %v: ParseClusterURL %v", m, err)
 	}
 
 	if _, errOut, code := run(t, "env", "-f", path, "--format", "yaml"); code != 2 || !strings.Contains(errOut, "shell, dotenv, json, github") {
