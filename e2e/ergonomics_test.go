@@ -377,3 +377,64 @@ func TestClustersSideBySide(t *testing.T) {
 		t.Errorf("ls after down alpha: %+v", got)
 	}
 }
+
+// TestEnvWithAuth: with auth: in the spec, the exported variables carry the
+// password: redis-cli picks up REDISCLI_AUTH, go-redis the URL's, and
+// `verify --addr` (no spec) authenticates from the environment.
+func TestEnvWithAuth(t *testing.T) {
+	redistest.Integration(t)
+	cli := redistest.RequireBinary(t, "redis-cli")
+	const pw = `p@ss word'$1`
+	// Set before initCluster: its cleanup (down --purge) needs it too, and
+	// cleanups run in reverse order.
+	t.Setenv("ERGO_E2E_PW", pw)
+	dir := t.TempDir()
+	file, base := initCluster(t, dir, "sec", 3, 0)
+	f, err := os.OpenFile(filepath.Join(dir, file), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString("auth:\n  password_env: ERGO_E2E_PW\n"); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	env := []string{"RCLUSTER_FILE=" + file, "ERGO_E2E_PW=" + pw}
+	if r := rclusterRaw(t, dir, env, "up"); r.code != 0 {
+		t.Fatalf("up: exit %d", r.code)
+	}
+	if strings.Contains(rclusterRaw(t, dir, env, "env", "--format", "dotenv").stderr, pw) {
+		t.Error("env printed the password on stderr")
+	}
+	sh := exec.Command("bash", "-c", `eval "$(rcluster env)"
+"$REDIS_CLI" -c -h "$REDIS_HOST" -p "$REDIS_PORT" SET e2e:auth ok >/dev/null &&
+"$REDIS_CLI" -c -h "$REDIS_HOST" -p "$REDIS_PORT" GET e2e:auth &&
+echo "$REDIS_CLUSTER_URL" &&
+env -u RCLUSTER_FILE rcluster verify -q --addr "$REDIS_HOST:$REDIS_PORT"`)
+	sh.Dir = dir
+	sh.Env = append(os.Environ(), "PATH="+filepath.Dir(binary)+":"+os.Getenv("PATH"), "REDIS_CLI="+cli, "NO_COLOR=1")
+	sh.Env = append(sh.Env, env...)
+	var stderr bytes.Buffer
+	sh.Stderr = &stderr
+	out, err := sh.Output()
+	if err != nil {
+		t.Fatalf("shell with the exported env: %v\n%s%s", err, out, stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != 2 || lines[0] != "ok" {
+		t.Fatalf("redis-cli through REDISCLI_AUTH: %q", out)
+	}
+	opt, err := redis.ParseClusterURL(lines[1])
+	if err != nil || opt.Password != pw || len(opt.Addrs) != 3 || opt.Addrs[0] != addr(base) {
+		t.Fatalf("ParseClusterURL: %+v, %v", opt, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rdb := redis.NewClusterClient(opt)
+	defer rdb.Close()
+	if v, err := rdb.Get(ctx, "e2e:auth").Result(); err != nil || v != "ok" {
+		t.Errorf("go-redis with the exported URL: %q, %v", v, err)
+	}
+	if r := rclusterRaw(t, dir, env, "down"); r.code != 0 {
+		t.Errorf("down: exit %d", r.code)
+	}
+}

@@ -102,6 +102,29 @@ func TestStopsAtCleanup(t *testing.T) {
 	}
 }
 
+// TestPasswordAndTLS: the clients the package hands out authenticate and
+// trust the generated CA; a client without the password is refused.
+func TestPasswordAndTLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server processes: skipped with -short")
+	}
+	c := rclustertest.Start(t, rclustertest.WithPassword("hunter2"), rclustertest.WithTLS())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	rdb := c.ClusterClient()
+	if err := rdb.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatalf("SET with password over TLS: %v", err)
+	}
+	if !strings.HasPrefix(c.URL(), "rediss://:hunter2@") || c.Password() != "hunter2" {
+		t.Errorf("URL %s, password %q", c.URL(), c.Password())
+	}
+	plain := redis.NewClient(&redis.Options{Addr: c.Addrs()[0], MaxRetries: -1})
+	defer plain.Close()
+	if err := plain.Ping(ctx).Err(); err == nil {
+		t.Error("a plaintext client without password was answered")
+	}
+}
+
 func TestBadOptionsFailTheTest(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs redis-server: skipped with -short")

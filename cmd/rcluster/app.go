@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"time"
 
@@ -158,7 +159,13 @@ func newCluster(c *cli.Context, stderr io.Writer) (*cluster.Cluster, error) {
 	if verbosity(c) == levelQuiet {
 		st = ui.Quiet()
 	}
-	return &cluster.Cluster{Spec: s, Conn: redisconn.Options{}, Status: st, Log: detailWriter(c, stderr)}, nil
+	conn, err := s.ConnOptions()
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		// Generated TLS certificates appear on the first up; anything
+		// else is a real problem.
+		return nil, err
+	}
+	return &cluster.Cluster{Spec: s, Conn: conn, Status: st, Log: detailWriter(c, stderr)}, nil
 }
 
 func verifyCommand(fileFlag cli.Flag, stdout, stderr io.Writer) *cli.Command {
@@ -194,6 +201,15 @@ func verifyCommand(fileFlag cli.Flag, stdout, stderr io.Writer) *cli.Command {
 				if err != nil {
 					return err
 				}
+				conn, err := s.ConnOptions()
+				if err != nil {
+					return err
+				}
+				conn.Timeout = o.Conn.Timeout
+				if c.IsSet("user") || c.IsSet("password") {
+					conn.Username, conn.Password = o.Conn.Username, o.Conn.Password
+				}
+				o.Conn = conn
 				o.Nodes = s.Addrs()
 				o.Expect = verify.Expect{Nodes: len(s.Ports), Masters: s.Masters(), Replicas: s.Replicas}
 			}

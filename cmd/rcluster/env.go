@@ -24,20 +24,16 @@ type envVar struct {
 	Secret bool
 }
 
-// SECURITY-HOOK: specAuth and specTLS read the spec's auth: and tls:
-// sections, which the security branch adds (spec.Auth / spec.TLS). Until it
-// is merged the spec has neither, so they report "off". After the merge:
-//
-//	func specAuth(s *spec.Spec) (user, password string) {
-//		if s.Auth == nil { return "", "" }
-//		return "", s.Auth.Password.Reveal()
-//	}
-//	func specTLS(s *spec.Spec) bool { return s.TLS != nil }
-//
-// Everything else (REDISCLI_AUTH, the password in the URLs, rediss://,
-// masking in GitHub Actions) already follows from these two.
-func specAuth(s *spec.Spec) (user, password string) { return "", "" }
-func specTLS(s *spec.Spec) bool                     { return false }
+// specAuth returns the credentials of rcluster's admin identity: the
+// default user with auth.password (empty when the spec has no auth:).
+func specAuth(s *spec.Spec) (user, password string) {
+	if s.Auth == nil {
+		return "", ""
+	}
+	return "", s.Auth.Password.Reveal()
+}
+
+func specTLS(s *spec.Spec) bool { return s.TLS != nil }
 
 // clusterEnv is the connection information other programs need, in a fixed
 // order:
@@ -48,6 +44,9 @@ func specTLS(s *spec.Spec) bool                     { return false }
 //	REDIS_CLUSTER_URL    redis://[:password@]first?addr=second&addr=... as
 //	                     go-redis's redis.ParseClusterURL reads it
 //	REDISCLI_AUTH        the password, when the spec sets one (redis-cli reads it)
+//	REDIS_TLS_CA_FILE,   with tls:, the CA to trust and the client certificate
+//	REDIS_TLS_CERT_FILE, and key to present (redis-cli --cacert/--cert/--key);
+//	REDIS_TLS_KEY_FILE   the URLs then use rediss://
 //	RCLUSTER_FILE        the spec file (absolute), so later rcluster commands
 //	                     find the same cluster without -f
 func clusterEnv(s *spec.Spec) ([]envVar, error) {
@@ -91,6 +90,14 @@ func clusterEnv(s *spec.Spec) ([]envVar, error) {
 	if password != "" {
 		vars = append(vars, envVar{Key: "REDISCLI_AUTH", Value: password, Secret: true})
 	}
+	if specTLS(s) {
+		f := s.TLSFiles()
+		vars = append(vars, envVar{Key: "REDIS_TLS_CA_FILE", Value: f.CA})
+		if s.TLSAuthClients() != "no" {
+			vars = append(vars, envVar{Key: "REDIS_TLS_CERT_FILE", Value: f.ClientCert},
+				envVar{Key: "REDIS_TLS_KEY_FILE", Value: f.ClientKey})
+		}
+	}
 	if s.Path != "" {
 		abs, err := filepath.Abs(s.Path)
 		if err != nil {
@@ -109,9 +116,10 @@ func envCommand(fileFlag cli.Flag, stdout, stderr io.Writer) *cli.Command {
 		Usage: "print the cluster's connection info as environment variables for other programs",
 		UsageText: "rcluster env [-f cluster.yaml] [--format shell|dotenv|json|github]\n\n" +
 			"Prints REDIS_CLUSTER_NODES, REDIS_HOST, REDIS_PORT, REDIS_URL, REDIS_CLUSTER_URL\n" +
-			"(go-redis's ParseClusterURL form), REDISCLI_AUTH when the spec sets a password,\n" +
-			"and RCLUSTER_FILE when the spec is a file. It reads only the spec: the cluster\n" +
-			"need not be running.\n\n" +
+			"(go-redis's ParseClusterURL form), REDISCLI_AUTH when the spec sets a password\n" +
+			"(also in the URLs), REDIS_TLS_CA_FILE/CERT_FILE/KEY_FILE with tls: (rediss://\n" +
+			"URLs), and RCLUSTER_FILE when the spec is a file. It reads only the spec: the\n" +
+			"cluster need not be running.\n\n" +
 			"Examples:\n" +
 			"   eval \"$(rcluster env)\" && go test ./...\n" +
 			"   rcluster env --format dotenv > .env\n" +

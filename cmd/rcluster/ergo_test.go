@@ -563,3 +563,43 @@ func TestRenderPrintsPlanAndConfigsWritingNothing(t *testing.T) {
 		t.Errorf("render of a bad spec: exit %d, want 2", code)
 	}
 }
+
+func TestEnvWithAuthAndTLS(t *testing.T) {
+	const pw = `s3cr'et $x&y`
+	t.Setenv("ERGO_TEST_PW", pw)
+	path := writeSpecFile(t, "name: sec\nauth:\n  password_env: ERGO_TEST_PW\ntls:\n  generate: true\n")
+	out, errOut, code := run(t, "env", "-f", path, "--format", "json")
+	if code != 0 {
+		t.Fatalf("env: exit %d %s", code, errOut)
+	}
+	var m map[string]string
+	if err := json.Unmarshal([]byte(out), &m); err != nil {
+		t.Fatal(err)
+	}
+	tlsDir := filepath.Join(filepath.Dir(path), ".rcluster", "sec", "tls")
+	if m["REDISCLI_AUTH"] != pw || m["REDIS_TLS_CA_FILE"] != filepath.Join(tlsDir, "ca.crt") ||
+		m["REDIS_TLS_CERT_FILE"] != filepath.Join(tlsDir, "node.crt") || m["REDIS_TLS_KEY_FILE"] != filepath.Join(tlsDir, "node.key") ||
+		!strings.HasPrefix(m["REDIS_URL"], "rediss://:") {
+		t.Errorf("env with auth+tls: %v", m)
+	}
+	o, err := redis.ParseClusterURL(m["REDIS_CLUSTER_URL"])
+	if err != nil || o.Password != pw || o.TLSConfig == nil || len(o.Addrs) != 3 {
+		t.Errorf("ParseClusterURL(%s) = %+v, %v", m["REDIS_CLUSTER_URL"], o, err)
+	}
+	if so, err := redis.ParseURL(m["REDIS_URL"]); err != nil || so.Password != pw || so.Addr != "127.0.0.1:7001" {
+		t.Errorf("ParseURL(%s) = %+v, %v", m["REDIS_URL"], so, err)
+	}
+	// GitHub: every value holding the password is masked first.
+	ghEnv := filepath.Join(t.TempDir(), "env")
+	t.Setenv("GITHUB_ENV", ghEnv)
+	out, _, code = run(t, "env", "-f", path, "--format", "github")
+	masks := strings.Count(out, "::add-mask::")
+	if code != 0 || masks != 3 || !strings.Contains(out, "::add-mask::"+pw+"\n") {
+		t.Errorf("github masks (%d):\n%s", masks, out)
+	}
+	// Without auth or tls none of these appear.
+	out, _, _ = run(t, "env", "-f", writeSpecFile(t, "name: plain\n"))
+	if strings.Contains(out, "REDISCLI_AUTH") || strings.Contains(out, "REDIS_TLS") || strings.Contains(out, "rediss") {
+		t.Errorf("plain spec env:\n%s", out)
+	}
+}

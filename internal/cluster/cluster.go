@@ -64,10 +64,12 @@ func (c *Cluster) lockWait() time.Duration {
 func (c *Cluster) procNodes() []procmgr.Node {
 	s := c.Spec
 	out := make([]procmgr.Node, 0, len(s.Ports))
+	env := s.ChildEnv(os.Environ())
 	for _, n := range s.Nodes() {
 		out = append(out, procmgr.Node{
 			Host: n.Host, Port: n.Port, Binary: s.RedisServer,
 			ConfFile: s.ConfFile(n.Port), PidFile: s.PidFile(n.Port), LogFile: s.LogFile(n.Port),
+			Env: env,
 		})
 	}
 	return out
@@ -82,12 +84,16 @@ type savedState struct {
 	Host     string `json:"host"`
 	Ports    []int  `json:"ports"`
 	Replicas int    `json:"replicas"`
+	// Security is none, auth, tls or auth+tls (never a secret): running
+	// nodes only see a change after a restart.
+	Security string `json:"security,omitempty"`
 }
 
 func (c *Cluster) statePath() string { return filepath.Join(c.Spec.Dir, "rcluster-state.json") }
 
 func (c *Cluster) wantState() savedState {
-	return savedState{Name: c.Spec.Name, Host: c.Spec.Host, Ports: slices.Clone(c.Spec.Ports), Replicas: c.Spec.Replicas}
+	return savedState{Name: c.Spec.Name, Host: c.Spec.Host, Ports: slices.Clone(c.Spec.Ports), Replicas: c.Spec.Replicas,
+		Security: c.Spec.SecurityMode()}
 }
 
 func (c *Cluster) readState() (*savedState, error) {
@@ -132,7 +138,25 @@ func diffState(saved, want savedState) []string {
 	if saved.Replicas != want.Replicas {
 		d = append(d, fmt.Sprintf("replicas was %d, now %d", saved.Replicas, want.Replicas))
 	}
+	if saved.Security != "" && saved.Security != want.Security {
+		d = append(d, fmt.Sprintf("security was %s, now %s", saved.Security, want.Security))
+	}
 	return d
+}
+
+// refreshConn re-reads the spec's client settings once configs (and any
+// generated TLS certificates) exist, keeping the caller's timeouts.
+func (c *Cluster) refreshConn() error {
+	o, err := c.Spec.ConnOptions()
+	if err != nil {
+		return fmt.Errorf("client settings: %w", err)
+	}
+	o.Timeout, o.NoRetry = c.Conn.Timeout, c.Conn.NoRetry
+	if c.Conn.Username != "" || c.Conn.Password != "" {
+		o.Username, o.Password = c.Conn.Username, c.Conn.Password
+	}
+	c.Conn = o
+	return nil
 }
 
 // UpOptions tune Up.
@@ -222,6 +246,9 @@ func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 		st.End(werr == nil)
 		if werr != nil {
 			return fmt.Errorf("write configs: %w", werr)
+		}
+		if err := c.refreshConn(); err != nil {
+			return err
 		}
 
 		st.Start(fmt.Sprintf("Starting %d redis-server nodes", len(missing)))

@@ -5,6 +5,13 @@
 // directive whose name the template already sets replaces that line (and
 // drops any further lines of the same name); the rest are appended in spec
 // order. Custom templates get the same treatment without any extra syntax.
+//
+// The spec's auth: and tls: sections are applied the same way, before
+// config: (which may not name their directives), so a custom template can
+// never silently drop a password or TLS: requirepass, masterauth and ACL
+// `user` lines; with TLS, `port 0` replaces the template's port and
+// tls-port takes the node's port, with tls-cluster and tls-replication on.
+// Rendered files hold secrets and are written 0600 in 0700 directories.
 package confgen
 
 import (
@@ -12,10 +19,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/template"
+	"time"
 
 	"github.com/rcluster/rcluster/internal/spec"
+	"github.com/rcluster/rcluster/internal/tlsgen"
 	"github.com/rcluster/rcluster/templates"
 )
 
@@ -53,6 +63,10 @@ func Render(s *spec.Spec, n spec.Node) ([]byte, error) {
 // the layout directories (0700): conf, run, log, db/redis_<port>. It returns
 // the written paths in node order. s.Dir is created 0700 when missing; an
 // existing one keeps its mode (it may be a directory the user chose).
+//
+// With tls: {generate: true} it also makes sure s.TLSDir() (0700) holds a
+// CA and node certificate valid for s.TLSHosts() (see internal/tlsgen);
+// with given files it checks they are readable.
 func Write(s *spec.Spec) ([]string, error) {
 	t, err := parseTemplate(s)
 	if err != nil {
@@ -72,6 +86,9 @@ func Write(s *spec.Spec) ([]string, error) {
 		if err := privateDir(d); err != nil {
 			return nil, err
 		}
+	}
+	if err := ensureTLS(s); err != nil {
+		return nil, err
 	}
 	paths := make([]string, len(nodes))
 	for i, n := range nodes {
@@ -116,57 +133,131 @@ func render(t *template.Template, s *spec.Spec, n spec.Node) ([]byte, error) {
 	if err := t.Execute(&buf, d); err != nil {
 		return nil, fmt.Errorf("render config for node %d: %w", n.Port, err)
 	}
-	return applyConfig(buf.Bytes(), s.Config), nil
+	conf := applyDirectives(buf.Bytes(), securityDirectives(s, n),
+		"# From the spec's auth: and tls: (this file holds secrets: keep it 0600)")
+	return applyDirectives(conf, s.Config, "# From the spec's config:"), nil
 }
 
-// applyConfig puts the spec's directives into the rendered template: each
-// replaces the template's line(s) of the same name (case-insensitively, as
-// Redis reads them) in place, or is appended at the end.
-func applyConfig(conf []byte, cfg spec.Config) []byte {
+// securityDirectives are the lines the spec's auth: and tls: set for node n,
+// values already in redis.conf syntax.
+func securityDirectives(s *spec.Spec, n spec.Node) spec.Config {
+	var out spec.Config
+	add := func(key, value string) { out = append(out, spec.Directive{Key: key, Value: value}) }
+	if t := s.TLS; t != nil {
+		f := s.TLSFiles()
+		add("port", "0") // the client port speaks TLS only
+		add("tls-port", strconv.Itoa(n.Port))
+		add("tls-cert-file", Quote(f.Cert))
+		add("tls-key-file", Quote(f.Key))
+		add("tls-ca-cert-file", Quote(f.CA))
+		if t.ClientCertFile != "" {
+			add("tls-client-cert-file", Quote(f.ClientCert))
+			add("tls-client-key-file", Quote(f.ClientKey))
+		}
+		add("tls-auth-clients", s.TLSAuthClients())
+		add("tls-replication", "yes")
+		add("tls-cluster", "yes")
+	}
+	if a := s.Auth; a != nil && !a.Password.IsZero() {
+		pw := a.Password.Reveal()
+		add("requirepass", Quote(pw))
+		add("masterauth", Quote(pw)) // replicas authenticate to masters as default
+		if len(a.Users) > 0 {
+			// Spelled out so the default user stays rcluster's full-access
+			// admin identity next to the ACL users.
+			add("user", "default on "+Quote(">"+pw)+" ~* &* +@all")
+			for _, u := range a.Users {
+				add("user", Quote(u.Name)+" on "+Quote(">"+u.Password.Reveal())+" "+strings.Join(strings.Fields(u.Rules), " "))
+			}
+		}
+	}
+	return out
+}
+
+// ensureTLS generates the spec's throwaway TLS material, or checks that the
+// given files are readable.
+func ensureTLS(s *spec.Spec) error {
+	t := s.TLS
+	if t == nil {
+		return nil
+	}
+	if t.Generate {
+		if _, _, err := tlsgen.Ensure(s.TLSDir(), s.TLSHosts(), time.Now()); err != nil {
+			return fmt.Errorf("generate TLS material: %w", err)
+		}
+		return nil
+	}
+	for _, f := range []struct{ key, path string }{
+		{"cert_file", t.CertFile}, {"key_file", t.KeyFile}, {"ca_file", t.CAFile},
+		{"client_cert_file", t.ClientCertFile}, {"client_key_file", t.ClientKeyFile},
+	} {
+		if f.path == "" {
+			continue
+		}
+		fh, err := os.Open(f.path)
+		if err != nil {
+			return fmt.Errorf("tls: %s: %w", f.key, err)
+		}
+		fh.Close()
+	}
+	return nil
+}
+
+// applyDirectives puts directives into the rendered text: the directives
+// of one name replace the text's first line of that name (compared
+// case-insensitively, as Redis reads them) in place, further lines of that
+// name are dropped, and directives the text does not set are appended
+// under header. A name may have several directives (ACL `user` lines).
+func applyDirectives(conf []byte, dirs spec.Config, header string) []byte {
 	text := strings.TrimRight(string(conf), "\n")
-	if len(cfg) == 0 {
+	if len(dirs) == 0 {
 		return []byte(text + "\n")
 	}
-	placed := make([]bool, len(cfg))
+	placed := map[string]bool{}
 	var out []string
 	for _, line := range strings.Split(text, "\n") {
-		i := directiveIndex(line, cfg)
+		key, ok := directiveName(line, dirs)
 		switch {
-		case i < 0:
+		case !ok:
 			out = append(out, line)
-		case !placed[i]:
-			out = append(out, directiveLine(cfg[i]))
-			placed[i] = true
+		case !placed[key]:
+			for _, d := range dirs {
+				if strings.ToLower(d.Key) == key {
+					out = append(out, directiveLine(d))
+				}
+			}
+			placed[key] = true
 		}
 		// a repeated line of an overridden directive is dropped
 	}
-	header := false
-	for i, d := range cfg {
-		if placed[i] {
+	first := true
+	for _, d := range dirs {
+		if placed[strings.ToLower(d.Key)] {
 			continue
 		}
-		if !header {
-			out = append(out, "", "# From the spec's config:")
-			header = true
+		if first {
+			out = append(out, "", header)
+			first = false
 		}
 		out = append(out, directiveLine(d))
 	}
 	return []byte(strings.Join(out, "\n") + "\n")
 }
 
-// directiveIndex returns the index in cfg of the directive line sets, or -1
-// for comments, blank lines and directives cfg does not name.
-func directiveIndex(line string, cfg spec.Config) int {
+// directiveName returns the lower-cased name of the directive line sets
+// when dirs names it; ok is false for comments, blank lines and
+// directives dirs does not name.
+func directiveName(line string, dirs spec.Config) (string, bool) {
 	f := strings.Fields(line)
 	if len(f) == 0 || strings.HasPrefix(f[0], "#") {
-		return -1
+		return "", false
 	}
-	for i, d := range cfg {
+	for _, d := range dirs {
 		if strings.EqualFold(f[0], d.Key) {
-			return i
+			return strings.ToLower(d.Key), true
 		}
 	}
-	return -1
+	return "", false
 }
 
 // directiveLine renders a spec directive. Values are written as given

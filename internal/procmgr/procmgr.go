@@ -33,6 +33,9 @@ type Node struct {
 	ConfFile string // rendered redis.conf (daemonize yes, pidfile set)
 	PidFile  string
 	LogFile  string
+	// Env is the launcher's environment (nil: inherit ours). The spec
+	// strips variables that held secrets, so no node can read them.
+	Env []string
 }
 
 // Addr is host:port (host defaults to 127.0.0.1).
@@ -214,6 +217,7 @@ func (s *spawn) run(ctx context.Context, o Options) {
 	// cannot account for. It exits within milliseconds; o.Ready bounds it.
 	cmd := exec.Command(n.binary(), n.ConfFile)
 	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.Env = n.Env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	cmd.WaitDelay = time.Second
 	if err := cmd.Start(); err != nil {

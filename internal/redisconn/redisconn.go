@@ -4,15 +4,22 @@ package redisconn
 
 import (
 	"crypto/tls"
+	"fmt"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
 
 // Options are the connection settings shared by every rcluster command.
+// Build them from a spec with spec.(*Spec).ConnOptions. Printing Options
+// (any fmt verb) never shows the password.
 type Options struct {
-	Username  string
-	Password  string
+	// Username is the ACL user; empty means the default user.
+	Username string
+	// Password is sent with AUTH on every new connection; empty: no AUTH.
+	Password string
+	// TLSConfig, when set, makes every connection TLS (trust roots and the
+	// client certificate included).
 	TLSConfig *tls.Config
 	// Timeout bounds dialing and each read/write. Zero means 2s.
 	Timeout time.Duration
@@ -20,6 +27,21 @@ type Options struct {
 	// so one command costs at most one Timeout.
 	NoRetry bool
 }
+
+// String describes the options without the password.
+func (o Options) String() string {
+	pw := ""
+	if o.Password != "" {
+		pw = "[redacted]"
+	}
+	return fmt.Sprintf("{Username:%s Password:%s TLS:%t Timeout:%v NoRetry:%t}", o.Username, pw, o.TLSConfig != nil, o.Timeout, o.NoRetry)
+}
+
+// GoString keeps %#v from printing the password.
+func (o Options) GoString() string { return "redisconn.Options" + o.String() }
+
+// Format makes every fmt verb use String, so no verb prints the password.
+func (o Options) Format(f fmt.State, _ rune) { _, _ = fmt.Fprint(f, o.String()) }
 
 func (o Options) timeout() time.Duration {
 	if o.Timeout <= 0 {

@@ -52,26 +52,31 @@ func Default() (*Spec, error) {
 // Load reads, strictly decodes (unknown keys, wrong types, syntax errors are
 // errors naming file:line), defaults and validates the spec at path.
 // Relative dir/template are resolved against the file's directory.
-func Load(path string) (*Spec, error) {
+// Secrets named by password_env are read from the process environment.
+func Load(path string) (*Spec, error) { return LoadEnv(path, os.Getenv) }
+
+// LoadEnv is Load reading password_env variables through getenv.
+func LoadEnv(path string, getenv func(string) string) (*Spec, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, &Error{Problems: []Problem{{Msg: "read spec: " + err.Error(), Err: err}}}
 	}
-	return Parse(data, path)
+	return ParseEnv(data, path, getenv)
 }
 
 // Resolve picks the spec file: flag value, else $RCLUSTER_FILE, else
-// ./cluster.yaml if it exists, else the built-in default.
+// ./cluster.yaml if it exists, else the built-in default. password_env
+// variables are read through getenv too.
 func Resolve(flagPath string, getenv func(string) string) (*Spec, error) {
 	if flagPath != "" {
-		return Load(flagPath)
+		return LoadEnv(flagPath, getenv)
 	}
 	if p := getenv(EnvFile); p != "" {
-		return Load(p)
+		return LoadEnv(p, getenv)
 	}
 	switch _, err := os.Stat(DefaultFile); {
 	case err == nil:
-		return Load(DefaultFile)
+		return LoadEnv(DefaultFile, getenv)
 	case !errors.Is(err, fs.ErrNotExist):
 		return nil, &Error{Problems: []Problem{{Msg: "read spec: " + err.Error(), Err: err}}}
 	}
@@ -81,8 +86,13 @@ func Resolve(flagPath string, getenv func(string) string) (*Spec, error) {
 // Parse strictly decodes data as the spec file path (used in messages and
 // to resolve relative paths; empty means the working directory), applies
 // defaults and validates. Every problem found is returned at once as *Error.
-func Parse(data []byte, path string) (*Spec, error) {
-	p := &parser{file: path, s: &Spec{Path: path, lines: map[string]int{}}, bad: map[string]bool{}}
+// Secrets named by password_env are read from the process environment;
+// password_file paths are relative to path's directory.
+func Parse(data []byte, path string) (*Spec, error) { return ParseEnv(data, path, os.Getenv) }
+
+// ParseEnv is Parse reading password_env variables through getenv.
+func ParseEnv(data []byte, path string, getenv func(string) string) (*Spec, error) {
+	p := &parser{file: path, s: &Spec{Path: path, lines: map[string]int{}}, bad: map[string]bool{}, getenv: getenv}
 	p.decode(data)
 	if err := p.finish(); err != nil {
 		p.problems = append(p.problems, Problem{File: path, Msg: err.Error(), Err: err})
@@ -96,13 +106,14 @@ func Parse(data []byte, path string) (*Spec, error) {
 }
 
 // knownKeys are the spec's top-level keys, in documentation order.
-var knownKeys = []string{"name", "host", "ports", "replicas", "dir", "redis_server", "template", "config"}
+var knownKeys = []string{"name", "host", "ports", "replicas", "dir", "redis_server", "template", "config", "auth", "tls"}
 
 type parser struct {
 	file     string
 	s        *Spec
 	problems []Problem
 	bad      map[string]bool // keys whose value could not be decoded: not validated further
+	getenv   func(string) string
 }
 
 func (p *parser) addf(line int, format string, args ...any) {
@@ -185,6 +196,10 @@ func (p *parser) decode(data []byte) {
 			p.ports(v)
 		case "config":
 			p.config(v)
+		case "auth":
+			p.auth(v)
+		case "tls":
+			p.tls(v)
 		default:
 			msg := fmt.Sprintf("unknown key %q", key)
 			if s := suggest(key, knownKeys); s != "" {
@@ -379,10 +394,7 @@ func (p *parser) finish() error {
 	if s.Dir == "" {
 		s.Dir = defaultDir(s.Name)
 	}
-	base := filepath.Dir(p.file)
-	if p.file == "" {
-		base = "."
-	}
+	base := p.base()
 	var err error
 	if s.Dir, err = absAgainst(base, s.Dir); err != nil {
 		return fmt.Errorf("dir: %w", err)
@@ -392,7 +404,7 @@ func (p *parser) finish() error {
 			return fmt.Errorf("template: %w", err)
 		}
 	}
-	return nil
+	return p.finishTLS()
 }
 
 func absAgainst(base, p string) (string, error) {

@@ -37,6 +37,12 @@ type Spec struct {
 	Template string `yaml:"template"`
 	// Config holds extra redis.conf directives for every node, in file order.
 	Config Config `yaml:"config"`
+	// Auth, when set, makes every node require a password (and defines ACL
+	// users). Its secrets never print (see Secret).
+	Auth *Auth `yaml:"auth"`
+	// TLS, when set, makes every node speak TLS only, on the client port,
+	// the cluster bus and replication links.
+	TLS *TLS `yaml:"tls"`
 
 	// Path is the file the spec was loaded from; empty for the built-in default.
 	Path string `yaml:"-"`

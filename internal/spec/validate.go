@@ -68,6 +68,25 @@ var OwnedKeys = map[string]string{
 	"logfile":             "rcluster keeps log files under dir:",
 	"dir":                 "rcluster keeps each node's data under dir: (set dir: instead)",
 	"include":             "an included file could override the settings rcluster owns",
+
+	"requirepass":               "set auth.password (or password_env, password_file) instead",
+	"masterauth":                "rcluster sets it from auth: so replicas can sync",
+	"masteruser":                "replicas authenticate as the default user with auth: 's password",
+	"user":                      "declare ACL users under auth.users",
+	"aclfile":                   "ACL users come from auth.users",
+	"tls-port":                  "rcluster sets it from ports: when tls: is enabled",
+	"tls-cert-file":             "set tls.cert_file (or tls.generate) instead",
+	"tls-key-file":              "set tls.key_file (or tls.generate) instead",
+	"tls-key-file-pass":         "encrypted TLS keys are not supported",
+	"tls-client-cert-file":      "set tls.client_cert_file instead",
+	"tls-client-key-file":       "set tls.client_key_file instead",
+	"tls-client-key-file-pass":  "encrypted TLS keys are not supported",
+	"tls-ca-cert-file":          "set tls.ca_file (or tls.generate) instead",
+	"tls-ca-cert-dir":           "set tls.ca_file instead",
+	"tls-auth-clients":          "set tls.auth_clients instead",
+	"tls-cluster":               "rcluster sets it from tls:",
+	"tls-replication":           "rcluster sets it from tls:",
+	"cluster-announce-tls-port": "rcluster sets the ports from ports:",
 }
 
 // Validate reports every problem at once as *Error.
@@ -121,6 +140,7 @@ func (s *Spec) validate(skip map[string]bool) []Problem {
 			}
 		}
 	}
+	ps = append(ps, s.validateSecurity(skip)...)
 	return ps
 }
 
