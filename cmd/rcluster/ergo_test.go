@@ -603,3 +603,32 @@ func TestEnvWithAuthAndTLS(t *testing.T) {
 		t.Errorf("plain spec env:\n%s", out)
 	}
 }
+
+func TestRenderRedactsPasswords(t *testing.T) {
+	const admin, app = `Adm1n "pass" word`, `app\secret`
+	t.Setenv("ERGO_ADMIN_PW", admin)
+	t.Setenv("ERGO_APP_PW", app)
+	path := writeSpecFile(t, "name: sec\nauth:\n  password_env: ERGO_ADMIN_PW\n  users:\n    - name: app\n      password_env: ERGO_APP_PW\n      rules: \"~app:* +@all\"\n")
+	out, errOut, code := run(t, "render", "-f", path)
+	if code != 0 {
+		t.Fatalf("render: exit %d %s", code, errOut)
+	}
+	for _, leak := range []string{"Adm1n", `app\\secret`, `app\secret`} {
+		if strings.Contains(out, leak) {
+			t.Errorf("render output contains %q", leak)
+		}
+	}
+	for _, want := range []string{"\nrequirepass [redacted]\n", "\nmasterauth [redacted]\n", ">[redacted]"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("render output lacks %q", want)
+		}
+	}
+	conf, _, _ := run(t, "render", "-f", path, "--config", "7001")
+	if strings.Contains(conf, "Adm1n") || !strings.Contains(conf, "requirepass [redacted]") {
+		t.Errorf("render --config leaks or lacks the redaction:\n%s", conf)
+	}
+	shown, _, _ := run(t, "render", "-f", path, "--config", "7001", "--show-secrets")
+	if !strings.Contains(shown, `requirepass "Adm1n \"pass\" word"`) || !strings.Contains(shown, `">app\\secret"`) {
+		t.Errorf("render --show-secrets:\n%s", shown)
+	}
+}

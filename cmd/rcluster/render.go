@@ -20,7 +20,8 @@ func renderCommand(fileFlag cli.Flag, stdout io.Writer) *cli.Command {
 		UsageText: "rcluster render [-f cluster.yaml] [--plan | --config PORT]\n\n" +
 			"A dry run of `rcluster up`: the masters with their slots and config epochs,\n" +
 			"the replicas of each, then each node's rendered redis.conf under a header\n" +
-			"naming the file up would write.\n\n" +
+			"naming the file up would write. Passwords are shown as [redacted] unless\n" +
+			"--show-secrets is given.\n\n" +
 			"Examples:\n" +
 			"   rcluster render | less\n" +
 			"   rcluster render --plan\n" +
@@ -28,6 +29,7 @@ func renderCommand(fileFlag cli.Flag, stdout io.Writer) *cli.Command {
 		Flags: []cli.Flag{fileFlag,
 			&cli.BoolFlag{Name: "plan", Usage: "print only the slot plan"},
 			&cli.IntFlag{Name: "config", Usage: "print only the redis.conf of the node on `PORT`, without header"},
+			&cli.BoolFlag{Name: "show-secrets", Usage: "print auth: passwords as they go into redis.conf (redacted by default)"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() > 0 {
@@ -48,19 +50,22 @@ func renderCommand(fileFlag cli.Flag, stdout io.Writer) *cli.Command {
 						if err != nil {
 							return err
 						}
+						if !c.Bool("show-secrets") {
+							conf = redactConf(conf, s)
+						}
 						_, err = stdout.Write(conf)
 						return err
 					}
 				}
 				return usagef("--config %d: no node of %s listens on port %d (ports: %s)", port, s.Describe(), port, portList(s.Ports))
 			}
-			return renderAll(stdout, s, !c.Bool("plan"))
+			return renderAll(stdout, s, !c.Bool("plan"), c.Bool("show-secrets"))
 		},
 	}
 }
 
 // renderAll prints the plan and, with configs, every node's config.
-func renderAll(w io.Writer, s *spec.Spec, configs bool) error {
+func renderAll(w io.Writer, s *spec.Spec, configs, secrets bool) error {
 	plan, err := slots.NewPlan(s.Nodes(), s.Replicas)
 	if err != nil {
 		return err
@@ -75,12 +80,46 @@ func renderAll(w io.Writer, s *spec.Spec, configs bool) error {
 			if err != nil {
 				return err
 			}
+			if !secrets {
+				conf = redactConf(conf, s)
+			}
 			fmt.Fprintf(&b, "\n# ==> %s <==\n", s.ConfFile(n.Port))
 			b.Write(conf)
 		}
 	}
 	_, err = io.WriteString(w, b.String())
 	return err
+}
+
+// redactConf replaces the spec's passwords in a rendered redis.conf with
+// [redacted]: the argument of requirepass and masterauth, and the
+// >password rules of user lines, so render's output can go to CI logs.
+func redactConf(conf []byte, s *spec.Spec) []byte {
+	if s.Auth == nil {
+		return conf
+	}
+	secrets := []string{s.Auth.Password.Reveal()}
+	for _, u := range s.Auth.Users {
+		secrets = append(secrets, u.Password.Reveal())
+	}
+	lines := strings.Split(string(conf), "\n")
+	for i, line := range lines {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		switch strings.ToLower(f[0]) {
+		case "requirepass", "masterauth":
+			lines[i] = f[0] + " [redacted]"
+		case "user":
+			for _, pw := range secrets {
+				if pw != "" {
+					lines[i] = strings.ReplaceAll(lines[i], confgen.Quote(">"+pw), ">[redacted]")
+				}
+			}
+		}
+	}
+	return []byte(strings.Join(lines, "\n"))
 }
 
 // writePlan prints one line per master and per replica.
