@@ -55,18 +55,18 @@ func ExitCode(err error, stderr io.Writer) int {
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fileFlag := &cli.StringFlag{Name: "file", Aliases: []string{"f"}, EnvVars: []string{"RCLUSTER_FILE"},
 		Usage: "cluster spec `FILE` (default ./cluster.yaml if present, else the built-in 3-master spec)"}
-	quietFlag := &cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only errors"}
 	app := &cli.App{
 		Name:                 "rcluster",
 		Usage:                "a running, verified Redis Cluster from a YAML file, in seconds",
-		Version:              version,
+		Version:              versionString(),
 		Writer:               stdout,
 		ErrWriter:            stderr,
 		Suggest:              true,
 		EnableBashCompletion: true,
 		HideHelpCommand:      true,
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
-			return &UsageError{err}
+		Flags:                verbosityFlags(),
+		OnUsageError: func(c *cli.Context, err error, _ bool) error {
+			return &UsageError{flagSuggestion(nil, c.App, err)}
 		},
 		CommandNotFound: func(c *cli.Context, name string) {
 			// Recorded as a usage error by the Action below.
@@ -74,7 +74,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		ExitErrHandler: func(*cli.Context, error) {},
 		Action: func(c *cli.Context) error {
 			if c.Args().Present() {
-				return usagef("unknown command %q (see `rcluster --help`)", c.Args().First())
+				return unknownCommand(c.App.Commands, c.Args().First())
 			}
 			return usagef("no command given (see `rcluster --help`)")
 		},
@@ -83,7 +83,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				Name:      "up",
 				Usage:     "start the nodes and form the cluster; returns when it is usable",
 				UsageText: "rcluster up [-f cluster.yaml] [--timeout 60s]\n\nExample:\n   rcluster up -f cluster.yaml && rcluster verify",
-				Flags: []cli.Flag{fileFlag, quietFlag,
+				Flags: []cli.Flag{fileFlag,
 					&cli.DurationFlag{Name: "timeout", Value: 60 * time.Second, Usage: "give up (and stop what this run started) after this long"},
 					&cli.BoolFlag{Name: "retain", Usage: "on failure, keep the nodes this run started (for debugging)"},
 				},
@@ -98,8 +98,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			{
 				Name:      "down",
 				Usage:     "stop every node gracefully (data kept unless --purge)",
-				UsageText: "rcluster down [-f cluster.yaml] [--purge]",
-				Flags: []cli.Flag{fileFlag, quietFlag,
+				UsageText: "rcluster down [-f cluster.yaml] [--purge]\n\nExamples:\n   rcluster down\n   rcluster down --purge   # also delete the data",
+				Flags: []cli.Flag{fileFlag,
 					&cli.BoolFlag{Name: "purge", Usage: "also delete the spec's state directory (all data)"},
 				},
 				Action: func(c *cli.Context) error {
@@ -113,7 +113,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			{
 				Name:      "status",
 				Usage:     "one line per node: pid, role, master, slots, state",
-				UsageText: "rcluster status [-f cluster.yaml] [--json]",
+				UsageText: "rcluster status [-f cluster.yaml] [--json]\n\nExamples:\n   rcluster status\n   rcluster status --json | jq '.nodes[] | select(.role == \"master\") | .addr'",
 				Flags:     []cli.Flag{fileFlag, &cli.BoolFlag{Name: "json", Usage: "machine-readable output"}},
 				Action: func(c *cli.Context) error {
 					cl, err := newCluster(c, stderr)
@@ -131,10 +131,18 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			},
 			verifyCommand(fileFlag, stdout, stderr),
 			logsCommand(stdout, stderr),
+			envCommand(fileFlag, stdout, stderr),
+			initCommand(stdout, stderr),
+			renderCommand(fileFlag, stdout),
+			lsCommand(stdout, stderr),
+			completionCommand(stdout),
 		},
 	}
 	for _, c := range app.Commands {
-		c.OnUsageError = app.OnUsageError
+		c.OnUsageError = func(_ *cli.Context, err error, _ bool) error {
+			return &UsageError{flagSuggestion(c, nil, err)}
+		}
+		c.Flags = append(c.Flags, verbosityFlags()...)
 	}
 	return app.RunContext(ctx, args)
 }
@@ -149,11 +157,8 @@ func newCluster(c *cli.Context, stderr io.Writer) (*cluster.Cluster, error) {
 		return nil, err
 	}
 	st := ui.NewStatus(stderr)
-	log := io.Discard
-	if c.Bool("quiet") {
+	if verbosity(c) == levelQuiet {
 		st = ui.Quiet()
-	} else {
-		log = stderr
 	}
 	conn, err := s.ConnOptions()
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -161,20 +166,22 @@ func newCluster(c *cli.Context, stderr io.Writer) (*cluster.Cluster, error) {
 		// else is a real problem.
 		return nil, err
 	}
-	return &cluster.Cluster{Spec: s, Conn: conn, Status: st, Log: log}, nil
+	return &cluster.Cluster{Spec: s, Conn: conn, Status: st, Log: detailWriter(c, stderr)}, nil
 }
 
 func verifyCommand(fileFlag cli.Flag, stdout, stderr io.Writer) *cli.Command {
 	return &cli.Command{
 		Name:  "verify",
 		Usage: "check the cluster's health and exercise client operations (exit 0 healthy, 1 not)",
-		UsageText: "rcluster verify [-f cluster.yaml | --addr HOST:PORT [--tls --cacert ca.crt --cert c.crt --key c.key]] [--wait 30s] [--json]\n\n" +
-			"Examples:\n   rcluster verify\n   rcluster verify --addr 127.0.0.1:7001 --json\n   REDISCLI_AUTH=pw rcluster verify --addr 127.0.0.1:7001 --tls --cacert state/tls/ca.crt --cert state/tls/node.crt --key state/tls/node.key",
+		UsageText: "rcluster verify [-f cluster.yaml | --addr HOST:PORT [--tls --cacert ca.crt --cert c.crt --key c.key]] [--wait 30s] [--json] [--junit FILE]\n\n" +
+			"Examples:\n   rcluster verify\n   rcluster verify --addr 127.0.0.1:7001 --json\n   rcluster verify --wait 30s --junit verify-report.xml\n" +
+			"   REDISCLI_AUTH=pw rcluster verify --addr 127.0.0.1:7001 --tls --cacert state/tls/ca.crt --cert state/tls/node.crt --key state/tls/node.key",
 		Flags: []cli.Flag{fileFlag,
 			&cli.StringSliceFlag{Name: "addr", Usage: "discover the cluster from this node (repeatable) instead of a spec"},
 			&cli.DurationFlag{Name: "wait", Usage: "re-check until healthy or this long has passed"},
 			&cli.DurationFlag{Name: "timeout", Value: 2 * time.Second, Usage: "bound for each call to a node"},
 			&cli.BoolFlag{Name: "json", Usage: "print a JSON report on stdout"},
+			&cli.StringFlag{Name: "junit", Usage: "also write a JUnit XML report to `FILE` (one testcase per check)"},
 			&cli.BoolFlag{Name: "read-only", Usage: "run only checks that write nothing"},
 			&cli.StringFlag{Name: "user", Usage: "ACL user"},
 			&cli.StringFlag{Name: "password", EnvVars: []string{"REDISCLI_AUTH"}, Usage: "password (prefer env REDISCLI_AUTH)"},
@@ -226,7 +233,14 @@ func verifyCommand(fileFlag cli.Flag, stdout, stderr io.Writer) *cli.Command {
 				o.Nodes = s.Addrs()
 				o.Expect = verify.Expect{Nodes: len(s.Ports), Masters: s.Masters(), Replicas: s.Replicas}
 			}
-			rep := runVerify(c.Context, o, c.Duration("wait"), c.Bool("json"), stderr)
+			started := time.Now()
+			lines := verifyLines(c, stderr)
+			rep := runVerify(c.Context, o, c.Duration("wait"), lines)
+			if path := c.String("junit"); path != "" {
+				if err := writeJUnitFile(path, rep, started); err != nil {
+					return err
+				}
+			}
 			if c.Bool("json") {
 				if err := writeJSONReport(stdout, rep); err != nil {
 					return err
@@ -243,21 +257,7 @@ func verifyCommand(fileFlag cli.Flag, stdout, stderr io.Writer) *cli.Command {
 
 // runVerify runs the checks once, or with --wait until they pass or the
 // wait is over (polling with backoff), printing the final report's lines.
-func runVerify(ctx context.Context, o verify.Options, wait time.Duration, quietLines bool, stderr io.Writer) verify.Report {
-	print := func(r verify.Result) {
-		if quietLines {
-			return
-		}
-		mark := "✓"
-		if !r.OK {
-			mark = "✗"
-		}
-		line := fmt.Sprintf(" %s %s (%s)", mark, r.Name, r.Duration.Round(time.Millisecond))
-		if r.Detail != "" {
-			line += ": " + r.Detail
-		}
-		fmt.Fprintln(stderr, line)
-	}
+func runVerify(ctx context.Context, o verify.Options, wait time.Duration, print func(verify.Result)) verify.Report {
 	if wait <= 0 {
 		return verify.Run(ctx, o, print)
 	}

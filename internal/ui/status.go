@@ -24,9 +24,25 @@ type Status struct {
 }
 
 // NewStatus returns a Status writing to w. Animation and colour are used
-// only when w is a terminal and NO_COLOR is unset.
+// only when UseColor(w).
 func NewStatus(w io.Writer) *Status {
-	return &Status{w: w, animate: IsTerminal(w) && os.Getenv("NO_COLOR") == ""}
+	return &Status{w: w, animate: UseColor(w)}
+}
+
+// UseColor reports whether output to w may use colour and animation: only
+// on a terminal, with NO_COLOR unset or empty (https://no-color.org) and
+// TERM not "dumb". Piped or redirected output never gets escape codes.
+func UseColor(w io.Writer) bool {
+	return IsTerminal(w) && os.Getenv("NO_COLOR") == "" && os.Getenv("TERM") != "dumb"
+}
+
+// Paint wraps s in the ANSI colour code (e.g. "32" green, "31" red) when
+// color is true, and returns it unchanged otherwise.
+func Paint(color bool, code, s string) string {
+	if !color {
+		return s
+	}
+	return "\033[" + code + "m" + s + "\033[0m"
 }
 
 // Quiet returns a Status that prints nothing.
