@@ -86,10 +86,10 @@ const (
 )
 
 // halfMax is the largest group meetStaged connects pair by pair (halfPairs);
-// larger groups get chordPairs and gossip does the rest. Measured: at 30
-// nodes every pair meeting directly knows all in ~0.4s against ~1.4s for
-// chords; at 100 nodes the n^2/2 handshakes swamp 2 cores (2.9-4.2s) while
-// chords take ~2.0-2.3s.
+// larger groups get chordPairs and gossip does the rest. Measured (see
+// meet_experiment_test.go): at 30 nodes direct pairs know each other in
+// ~0.5s against ~2.9s for chords; at 100 nodes the n^2/2 handshakes swamp 2
+// cores (~7s) while chords take ~2.5-3.9s.
 const halfMax = 32
 
 func (s meetStrategy) pairs(k int) func([]int, func(int, int)) {
@@ -116,7 +116,20 @@ const defaultMeet = meetStaged
 // node reports cluster_state:ok, all agree, and every replica's link is up,
 // or when ctx ends (the error then names the nodes that had not converged).
 // Nodes that are not empty (keys, known nodes, slots) are refused by name
-// before anything is changed.
+// before anything is changed (the error wraps ErrRefused).
+//
+// Phases, one log line each: pre-check (every node, in parallel); slots
+// (ADDSLOTSRANGE + SET-CONFIG-EPOCH on the masters); meet (masters with
+// each other, each replica with its master); replicate (each replica
+// REPLICATEs as soon as it knows its master's id); meet (all remaining
+// pairs); settle (nudge nodes whose view of another is incomplete); ready
+// (WaitReady). Everything polls with short backoff under ctx; nothing sleeps.
+//
+// Timing: a master cannot report cluster_state:ok earlier than 2s after it
+// started (CLUSTER_WRITABLE_DELAY), so Form right after starting the nodes
+// takes ~2s for 3..30 nodes. On masters that idled more than 2s without
+// slots, Redis adds its rejoin delay (cluster-node-timeout, clamped to
+// 0.5-5s) after ADDSLOTSRANGE: ~5s with node-timeout 5000.
 func Form(ctx context.Context, p *Plan, o FormOptions) error {
 	return form(ctx, p, o, defaultMeet)
 }
@@ -191,7 +204,16 @@ func form(ctx context.Context, p *Plan, o FormOptions, strategy meetStrategy) er
 		logf("form: replicate: %d replicas attached", len(ms)-len(p.Shards))
 	}
 
-	// 5. Converged and serving.
+	// 5. Make every node's view of every other complete (see settle).
+	if !o.noSettle {
+		nudges, err := settle(ctx, p, ms)
+		if err != nil {
+			return err
+		}
+		logf("form: settle: every node sees every other's slots and role (%d nudges)", nudges)
+	}
+
+	// 6. Converged and serving.
 	addrs := make([]string, len(ms))
 	for i, m := range ms {
 		addrs[i] = m.addr
@@ -203,6 +225,133 @@ func form(ctx context.Context, p *Plan, o FormOptions, strategy meetStrategy) er
 	logf("form: ready: %d nodes agree, cluster_state:ok, replicas linked, masters serve reads (%d checks)", len(ms), rounds)
 	return nil
 }
+
+// settle closes the gap the cluster bus leaves after a first handshake.
+// When X completes a handshake with Y, the PONG that completes it is not
+// used to update X's view of Y: X knows Y's role flag but not its slots nor
+// (for a replica) its master, until Y's next PING reaches X, which Redis
+// sends on its own schedule (a random node per second, or every
+// cluster-node-timeout/2: 2.5s with the usual 5000). Measured with
+// node-timeout 5000: 6 nodes took ~4-5s to agree.
+//
+// settle instead compares each node's CLUSTER NODES with the plan and, for
+// every node X whose view of a known node Y is incomplete or stale, asks Y
+// to CLUSTER MEET X again: X then receives a MEET from a known sender and
+// applies Y's header (slots, role, master) at once. Each (Y, X) pair is
+// nudged at most once per nudgeEvery. It returns the number of nudges.
+func settle(ctx context.Context, p *Plan, ms []*member) (int, error) {
+	type want struct {
+		master   bool
+		slots    topology.SlotRange
+		masterID string
+	}
+	wants := make([]want, len(ms))
+	shardMaster := map[int]string{}
+	for _, m := range ms {
+		if !m.replica {
+			shardMaster[m.shard] = m.id
+		}
+	}
+	for i, m := range ms {
+		if m.replica {
+			wants[i] = want{masterID: shardMaster[m.shard]}
+		} else {
+			wants[i] = want{master: true, slots: p.Shards[m.shard].Slots}
+		}
+	}
+	lastNudge := map[[2]int]time.Time{}
+	nudges := 0
+	start := time.Now()
+	var bo backoff
+	for {
+		views := make([][]topology.Node, len(ms))
+		errs := make([]error, len(ms))
+		parallel(len(ms), func(i int) {
+			s, err := ms[i].c.ClusterNodes(ctx).Result()
+			if err == nil {
+				views[i], err = topology.ParseNodes(s)
+			}
+			errs[i] = err
+		})
+		// send[y] lists the x that y must MEET; problems[x] says why x is
+		// not settled (for the error at the deadline).
+		send := make([][]int, len(ms))
+		problems := make([][]string, len(ms))
+		now := time.Now()
+		for x := range ms {
+			if errs[x] != nil {
+				problems[x] = append(problems[x], "CLUSTER NODES: "+errs[x].Error())
+				continue
+			}
+			byID := make(map[string]topology.Node, len(views[x]))
+			for _, n := range views[x] {
+				byID[n.ID] = n
+			}
+			var unknown []string
+			for y := range ms {
+				if y == x {
+					continue
+				}
+				n, ok := byID[ms[y].id]
+				if !ok || n.HasFlag("handshake") {
+					// MEET or gossip will bring it; name the bus port
+					// too, since a blocked one is the usual reason.
+					unknown = append(unknown, fmt.Sprintf("%s (bus port %d)", ms[y].addr, ms[y].cport))
+					continue
+				}
+				w := wants[y]
+				var bad string
+				switch {
+				case w.master && !n.IsMaster():
+					bad = "sees " + ms[y].addr + " as " + strings.Join(n.Flags, ",") + ", not master"
+				case w.master && (len(n.Slots) != 1 || n.Slots[0] != w.slots):
+					bad = fmt.Sprintf("sees %s with slots %q, not %s", ms[y].addr,
+						topology.FormatRanges(n.Slots), topology.FormatRanges([]topology.SlotRange{w.slots}))
+				case !w.master && (!n.IsReplica() || n.MasterID != w.masterID):
+					bad = fmt.Sprintf("sees %s as %s %s, not replica of %s", ms[y].addr,
+						strings.Join(n.Flags, ","), n.MasterID, w.masterID)
+				}
+				if bad == "" {
+					continue
+				}
+				problems[x] = append(problems[x], bad)
+				if now.Sub(lastNudge[[2]int{y, x}]) >= nudgeEvery {
+					lastNudge[[2]int{y, x}] = now
+					send[y] = append(send[y], x)
+				}
+			}
+			if len(unknown) > 0 {
+				problems[x] = append(problems[x], "does not know "+strings.Join(unknown, ", "))
+			}
+		}
+		var nr []NotReady
+		for x, pr := range problems {
+			if len(pr) > 0 {
+				if len(pr) > 4 {
+					pr = append(pr[:4:4], fmt.Sprintf("and %d more", len(pr)-4))
+				}
+				nr = append(nr, NotReady{Addr: ms[x].addr, Reason: strings.Join(pr, "; ")})
+			}
+		}
+		if len(nr) == 0 {
+			return nudges, nil
+		}
+		for _, xs := range send {
+			nudges += len(xs)
+		}
+		if _, err := meet(ctx, ms, send); err != nil {
+			return nudges, err
+		}
+		if err := bo.wait(ctx); err != nil {
+			return nudges, fmt.Errorf("form: cluster not ready after %s: nodes do not see the planned cluster: %s: %w",
+				time.Since(start).Round(time.Millisecond), FormatNotReady(nr), err)
+		}
+	}
+}
+
+// nudgeEvery spaces repeated nudges of the same pair: a MEET handshake
+// needs a cluster cron tick (100ms) or two to go through.
+const nudgeEvery = 300 * time.Millisecond
 
 func precheck(ctx context.Context, ms []*member) error {
 	problems := make([]string, len(ms))
@@ -251,8 +400,7 @@ func precheckNode(ctx context.Context, m *member) string {
 		return nil
 	})
 	if err := info.Err(); err != nil {
-		var ne net.Error
-		if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		if isTimeout(err) {
 			return fmt.Sprintf("node %s is not reachable: no answer in time (%v)", m.addr, err)
 		}
 		return fmt.Sprintf("node %s is not reachable: %v", m.addr, err)
@@ -292,6 +440,12 @@ func precheckNode(ctx context.Context, m *member) string {
 	}
 	m.id, m.cport = me.ID, me.BusPort
 	return ""
+}
+
+// isTimeout reports whether err is a deadline or network timeout.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
 }
 
 // resolveIP returns an IP for host, preferring IPv4.
@@ -459,14 +613,23 @@ func meet(ctx context.Context, ms []*member, edges [][]int) (int, error) {
 			return
 		}
 		m := ms[i]
-		cmds, err := m.c.Pipelined(ctx, func(pl redis.Pipeliner) error {
-			for _, j := range edges[i] {
-				t := ms[j]
-				pl.Do(ctx, "cluster", "meet", t.ip, t.node.Port, t.cport)
+		// MEET can be repeated safely (a known node's handshake is just
+		// dropped), so a network timeout on a busy node is retried.
+		var bo backoff
+		for {
+			cmds, err := m.c.Pipelined(ctx, func(pl redis.Pipeliner) error {
+				for _, j := range edges[i] {
+					t := ms[j]
+					pl.Do(ctx, "cluster", "meet", t.ip, t.node.Port, t.cport)
+				}
+				return nil
+			})
+			if err == nil {
+				return
 			}
-			return nil
-		})
-		if err != nil {
+			if isTimeout(err) && ctx.Err() == nil && bo.wait(ctx) == nil {
+				continue
+			}
 			for k, c := range cmds {
 				if c.Err() != nil {
 					err = fmt.Errorf("CLUSTER MEET %s: %w", ms[edges[i][k]].addr, c.Err())
@@ -474,6 +637,7 @@ func meet(ctx context.Context, ms []*member, edges [][]int) (int, error) {
 				}
 			}
 			errs[i] = fmt.Errorf("node %s: %w", m.addr, err)
+			return
 		}
 	})
 	if err := errors.Join(errs...); err != nil {

@@ -108,7 +108,7 @@ func formAndCheck(t *testing.T, n, replicas int) {
 	}
 	t.Logf("Form of %d nodes (replicas %d) took %s:\n%s", n, replicas, time.Since(start).Round(time.Millisecond), log.String())
 	lines := strings.Split(strings.TrimSpace(log.String()), "\n")
-	phases := []string{"form: pre-check:", "form: slots:", "form: meet:", "form: replicate:", "form: meet:", "form: ready:"}
+	phases := []string{"form: pre-check:", "form: slots:", "form: meet:", "form: replicate:", "form: meet:", "form: settle:", "form: ready:"}
 	if len(lines) != len(phases) {
 		t.Errorf("want one log line per phase %q, got %d lines", phases, len(lines))
 	} else {
@@ -286,7 +286,7 @@ func TestFormUnreachableBusTimesOut(t *testing.T) {
 			t.Errorf("error does not name %s: %s", n.Addr, msg)
 		}
 	}
-	if !strings.Contains(msg, "cluster_known_nodes") && !strings.Contains(msg, "never learned") {
+	if !strings.Contains(msg, "does not know "+bad[0].Addr) {
 		t.Errorf("error does not say why: %s", msg)
 	}
 	t.Logf("after %s: %v", el.Round(time.Millisecond), err)
