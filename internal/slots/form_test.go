@@ -387,3 +387,48 @@ func TestSplitMatchesRedisCli(t *testing.T) {
 	}
 	isPristine(t, node.Addr)
 }
+
+// Nodes named by hostname: clients dial the name, MEET gets the resolved IP.
+func TestFormWithHostnames(t *testing.T) {
+	redistest.Integration(t)
+	nodes := redistest.Start(t, 3)
+	sn := specNodes(nodes)
+	for i := range sn {
+		sn[i].Host = "localhost"
+	}
+	p, err := NewPlan(sn, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := Form(ctx, p, FormOptions{}); err != nil {
+		t.Fatalf("Form with hostnames: %v", err)
+	}
+	clusterCheck(t, nodes[0].Addr)
+	for _, n := range clusterNodes(t, nodes[1].Addr) {
+		if n.IP() != "127.0.0.1" {
+			t.Fatalf("node announced as %s, want 127.0.0.1", n.Addr)
+		}
+	}
+}
+
+// The same server under two names would be asked to be two nodes.
+func TestFormRefusesSameNodeTwice(t *testing.T) {
+	redistest.Integration(t)
+	nodes := redistest.Start(t, 3)
+	sn := specNodes(nodes)
+	sn[2] = spec.Node{Host: "localhost", Port: nodes[0].Port}
+	p, err := NewPlan(sn, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = Form(ctx, p, FormOptions{})
+	if err == nil || !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "are the same redis-server") {
+		t.Fatalf("Form = %v", err)
+	}
+	isPristine(t, nodes[0].Addr)
+	isPristine(t, nodes[1].Addr)
+}
