@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -52,6 +54,10 @@ type member struct {
 	ip      string // resolved IP for CLUSTER MEET
 	shard   int    // index of its shard
 	replica bool
+	uptime  int    // seconds, from the pre-check
+	// restoreTimeout is the cluster-node-timeout to put back after forming
+	// ("" when it was not lowered; see lowerIdleTimeouts).
+	restoreTimeout string
 }
 
 // meetStrategy decides who sends CLUSTER MEET to whom.
@@ -126,15 +132,14 @@ const defaultMeet = meetStaged
 // (WaitReady). Everything polls with short backoff under ctx; nothing sleeps.
 //
 // Timing: a master cannot report cluster_state:ok earlier than 2s after it
-// started (CLUSTER_WRITABLE_DELAY), so Form right after starting the nodes
-// takes ~2s for 3..30 nodes. On masters that idled more than 2s without
-// slots, Redis adds its rejoin delay (cluster-node-timeout, clamped to
-// 0.5-5s) after ADDSLOTSRANGE: ~5s with node-timeout 5000.
+// started (CLUSTER_WRITABLE_DELAY), so Form takes ~2s for 3..30 nodes,
+// whether they were just started or have idled (see bootstrapNodeTimeout
+// for what idle masters would otherwise cost).
 func Form(ctx context.Context, p *Plan, o FormOptions) error {
 	return form(ctx, p, o, defaultMeet)
 }
 
-func form(ctx context.Context, p *Plan, o FormOptions, strategy meetStrategy) error {
+func form(ctx context.Context, p *Plan, o FormOptions, strategy meetStrategy) (err error) {
 	if p == nil || len(p.Shards) == 0 {
 		return errors.New("form: empty plan")
 	}
@@ -170,10 +175,23 @@ func form(ctx context.Context, p *Plan, o FormOptions, strategy meetStrategy) er
 	logf("form: pre-check: %d nodes reachable, cluster-enabled and empty", len(ms))
 
 	// 2. Slots and config epochs on the masters.
+	lowered := lowerIdleTimeouts(ctx, ms)
+	if lowered > 0 {
+		defer func() {
+			if rerr := restoreTimeouts(ctx, ms); rerr != nil {
+				err = errors.Join(err, fmt.Errorf("form: %w", rerr))
+			}
+		}()
+	}
 	if err := assignSlots(ctx, p, ms); err != nil {
 		return err
 	}
-	logf("form: slots: %d masters got their ranges and config epochs 1..%d", len(p.Shards), len(p.Shards))
+	if lowered > 0 {
+		logf("form: slots: %d masters got their ranges and config epochs 1..%d; cluster-node-timeout %dms on %d idle masters until formed",
+			len(p.Shards), len(p.Shards), bootstrapNodeTimeout, lowered)
+	} else {
+		logf("form: slots: %d masters got their ranges and config epochs 1..%d", len(p.Shards), len(p.Shards))
+	}
 
 	// 3. MEET, and 4. replicas follow their masters.
 	if strategy >= meetStaged {
@@ -393,7 +411,7 @@ func precheckNode(ctx context.Context, m *member) string {
 	var info, cinfo, cnodes *redis.StringCmd
 	var dbsize *redis.IntCmd
 	_, _ = m.c.Pipelined(ctx, func(pl redis.Pipeliner) error {
-		info = pl.Info(ctx, "cluster")
+		info = pl.Info(ctx, "cluster", "server")
 		dbsize = pl.DBSize(ctx)
 		cinfo = pl.ClusterInfo(ctx)
 		cnodes = pl.ClusterNodes(ctx)
@@ -405,9 +423,11 @@ func precheckNode(ctx context.Context, m *member) string {
 		}
 		return fmt.Sprintf("node %s is not reachable: %v", m.addr, err)
 	}
-	if topology.ParseInfo(info.Val())["cluster_enabled"] != "1" {
+	inf := topology.ParseInfo(info.Val())
+	if inf["cluster_enabled"] != "1" {
 		return fmt.Sprintf("node %s is not cluster-enabled", m.addr)
 	}
+	m.uptime, _ = strconv.Atoi(inf["uptime_in_seconds"])
 	for _, c := range []redis.Cmder{dbsize, cinfo, cnodes} {
 		if err := c.Err(); err != nil {
 			return fmt.Sprintf("node %s: %s: %v", m.addr, strings.ToUpper(strings.Join(strings.Fields(fmt.Sprint(c.Args()...)), " ")), err)
@@ -466,6 +486,66 @@ func resolveIP(ctx context.Context, host string) (string, error) {
 		return "", fmt.Errorf("no addresses")
 	}
 	return ips[0].IP.String(), nil
+}
+
+// bootstrapNodeTimeout is the cluster-node-timeout (ms) idle masters run
+// with while the cluster forms.
+//
+// Redis holds a master in cluster_state:fail for a "rejoin delay" of
+// cluster-node-timeout (clamped to 0.5-5s) after it last found itself in a
+// minority, and a master without slots that is past its first 2s counts as
+// a minority on every cron tick. So a master that was started more than ~2s
+// before getting its slots (re-forming running nodes, or the first of many
+// nodes spawned one after another) stays down for node-timeout after
+// ADDSLOTSRANGE: measured 5.1s with 5000 against 2.0s for fresh nodes.
+// Lowering the timeout on such masters to 2000 until Form ends brings them
+// to the same ~2s; the original value is put back before Form returns.
+const bootstrapNodeTimeout = 2000
+
+// lowerIdleTimeouts lowers cluster-node-timeout on masters older than 1s
+// whose timeout is above bootstrapNodeTimeout, remembering the old value.
+// Nodes where CONFIG is unavailable (renamed) are left alone.
+func lowerIdleTimeouts(ctx context.Context, ms []*member) int {
+	var n atomic.Int32
+	parallel(len(ms), func(i int) {
+		m := ms[i]
+		if m.replica || m.uptime < 1 {
+			return
+		}
+		v, err := m.c.ConfigGet(ctx, "cluster-node-timeout").Result()
+		if err != nil {
+			return
+		}
+		cur, err := strconv.Atoi(v["cluster-node-timeout"])
+		if err != nil || cur <= bootstrapNodeTimeout {
+			return
+		}
+		if m.c.ConfigSet(ctx, "cluster-node-timeout", strconv.Itoa(bootstrapNodeTimeout)).Err() == nil {
+			m.restoreTimeout = v["cluster-node-timeout"]
+			n.Add(1)
+		}
+	})
+	return int(n.Load())
+}
+
+// restoreTimeouts puts back what lowerIdleTimeouts changed, even when ctx
+// has ended (with its own short deadline).
+func restoreTimeouts(ctx context.Context, ms []*member) error {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
+	defer cancel()
+	errs := make([]error, len(ms))
+	parallel(len(ms), func(i int) {
+		m := ms[i]
+		if m.restoreTimeout == "" {
+			return
+		}
+		if err := m.c.ConfigSet(rctx, "cluster-node-timeout", m.restoreTimeout).Err(); err != nil {
+			errs[i] = fmt.Errorf("node %s: restore cluster-node-timeout %s: %w", m.addr, m.restoreTimeout, err)
+			return
+		}
+		m.restoreTimeout = ""
+	})
+	return errors.Join(errs...)
 }
 
 func assignSlots(ctx context.Context, p *Plan, ms []*member) error {

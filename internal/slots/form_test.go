@@ -432,3 +432,39 @@ func TestFormRefusesSameNodeTwice(t *testing.T) {
 	isPristine(t, nodes[0].Addr)
 	isPristine(t, nodes[1].Addr)
 }
+
+// Masters that idled past their first 2s without slots would stay in
+// cluster_state:fail for cluster-node-timeout (5s here) after getting
+// them; Form lowers the timeout meanwhile and must put it back.
+func TestFormIdleNodesRestoresNodeTimeout(t *testing.T) {
+	redistest.Integration(t)
+	nodes := redistest.Start(t, 3, "--cluster-node-timeout", "5000")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	waitUptime(t, ctx, nodes, 3)
+	p, err := NewPlan(specNodes(nodes), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	start := time.Now()
+	if err := Form(ctx, p, FormOptions{Log: &log}); err != nil {
+		t.Fatalf("Form: %v\n%s", err, log.String())
+	}
+	el := time.Since(start)
+	t.Logf("Form on idle nodes with node-timeout 5000 took %s\n%s", el.Round(time.Millisecond), log.String())
+	if el > 4500*time.Millisecond {
+		t.Errorf("Form took %s: the 5s rejoin delay was not avoided", el)
+	}
+	if !strings.Contains(log.String(), "cluster-node-timeout 2000ms on 3 idle masters") {
+		t.Errorf("log does not mention the lowered timeout:\n%s", log.String())
+	}
+	for _, n := range nodes {
+		c := redisconn.Options{}.Node(n.Addr)
+		v, err := c.ConfigGet(ctx, "cluster-node-timeout").Result()
+		c.Close()
+		if err != nil || v["cluster-node-timeout"] != "5000" {
+			t.Fatalf("%s: cluster-node-timeout = %v (%v), want 5000 restored", n.Addr, v, err)
+		}
+	}
+}
