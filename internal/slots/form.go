@@ -54,7 +54,7 @@ type member struct {
 	ip      string // resolved IP for CLUSTER MEET
 	shard   int    // index of its shard
 	replica bool
-	uptime  int    // seconds, from the pre-check
+	uptime  int // seconds, from the pre-check
 	// restoreTimeout is the cluster-node-timeout to put back after forming
 	// ("" when it was not lowered; see lowerIdleTimeouts).
 	restoreTimeout string
