@@ -327,7 +327,7 @@ func TestAuthPasswordEnvAndACLUser(t *testing.T) {
 	var status struct {
 		Nodes []struct {
 			Addr, Role string
-			Link       string `json:"master_link"`
+			Link       string `json:"link"`
 		} `json:"nodes"`
 	}
 	if err := json.Unmarshal([]byte(js.stdout), &status); err != nil {
