@@ -825,7 +825,7 @@ func TestDownNeverSignalsAStranger(t *testing.T) {
 			redistest.WaitPing(ctxFor(t, 2*time.Second), stranger.Addr) == nil
 	}
 
-	r := mustRun(t, dir, "down")
+	r := mustRun(t, dir, "down", "-v") // per-node detail lines need -v
 	if !strings.Contains(r.stderr, "stale pidfile") || !alive() {
 		t.Fatalf("down with a stranger's pid in a pidfile: stranger alive=%v\n%s", alive(), r.stderr)
 	}
