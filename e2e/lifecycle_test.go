@@ -763,7 +763,7 @@ func TestSignalDuringUp(t *testing.T) {
 	redistest.Integration(t)
 	t.Run("SIGINT", func(t *testing.T) {
 		dir, ports := writeSpec(t, 3, 0, "")
-		p := startRcluster(t, dir, "up")
+		p := startRcluster(t, dir, "up", "-v") // -v: the phase lines of forming
 		// Deep in forming: slots assigned, nodes met, waiting for ready.
 		p.waitLine(t, "CLUSTER MEET sent", 30*time.Second)
 		sent := time.Now()
