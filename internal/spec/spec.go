@@ -37,6 +37,13 @@ type Spec struct {
 	Template string `yaml:"template"`
 	// Config holds extra redis.conf directives for every node, in file order.
 	Config Config `yaml:"config"`
+	// Runtime is how nodes run: process (default), docker or external
+	// (see runtime.go).
+	Runtime string `yaml:"runtime"`
+	// Image is the container image of runtime: docker.
+	Image string `yaml:"image"`
+	// ExternalNodes are the nodes of runtime: external (key nodes:).
+	ExternalNodes []Node `yaml:"nodes"`
 
 	// Path is the file the spec was loaded from; empty for the built-in default.
 	Path string `yaml:"-"`
@@ -108,6 +115,9 @@ func (n Node) String() string { return n.Addr() }
 
 // Nodes returns the spec's nodes in spec order.
 func (s *Spec) Nodes() []Node {
+	if s.Runtime == RuntimeExternal {
+		return append([]Node(nil), s.ExternalNodes...)
+	}
 	out := make([]Node, len(s.Ports))
 	for i, p := range s.Ports {
 		out[i] = Node{Host: s.Host, Port: p}
@@ -117,8 +127,9 @@ func (s *Spec) Nodes() []Node {
 
 // Addrs returns host:port for every node in spec order.
 func (s *Spec) Addrs() []string {
-	out := make([]string, len(s.Ports))
-	for i, n := range s.Nodes() {
+	nodes := s.Nodes()
+	out := make([]string, len(nodes))
+	for i, n := range nodes {
 		out[i] = n.Addr()
 	}
 	return out
@@ -130,7 +141,7 @@ func (s *Spec) Masters() int {
 	if s.Replicas < 0 {
 		return 0
 	}
-	return len(s.Ports) / (s.Replicas + 1)
+	return len(s.Nodes()) / (s.Replicas + 1)
 }
 
 // Describe names the spec for messages: its file, or "built-in default".
