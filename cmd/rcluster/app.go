@@ -129,6 +129,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				},
 			},
 			verifyCommand(fileFlag, stdout, stderr),
+			createCommand(stderr),
 		},
 	}
 	for _, c := range app.Commands {
@@ -138,7 +139,11 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 func loadSpec(c *cli.Context) (*spec.Spec, error) {
-	return spec.Resolve(c.String("file"), os.Getenv)
+	s, err := spec.Resolve(c.String("file"), os.Getenv)
+	if err == nil {
+		err = s.ResolveHosts(c.Context, nil) // runtime external: MEET needs IPs
+	}
+	return s, err
 }
 
 func newCluster(c *cli.Context, stderr io.Writer) (*cluster.Cluster, error) {
@@ -189,7 +194,7 @@ func verifyCommand(fileFlag cli.Flag, stdout, stderr io.Writer) *cli.Command {
 					return err
 				}
 				o.Nodes = s.Addrs()
-				o.Expect = verify.Expect{Nodes: len(s.Ports), Masters: s.Masters(), Replicas: s.Replicas}
+				o.Expect = verify.Expect{Nodes: len(s.Nodes()), Masters: s.Masters(), Replicas: s.Replicas}
 			}
 			rep := runVerify(c.Context, o, c.Duration("wait"), c.Bool("json"), stderr)
 			if c.Bool("json") {

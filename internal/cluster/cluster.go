@@ -147,6 +147,9 @@ type UpOptions struct {
 // otherwise start the missing nodes and form the cluster (fresh nodes) or
 // wait for it to re-form from nodes.conf (restarted nodes).
 func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
+	if c.foreign() {
+		return c.upForeign(ctx, o) // docker and external: foreign.go
+	}
 	if o.Timeout <= 0 {
 		o.Timeout = 60 * time.Second
 	}
@@ -334,6 +337,9 @@ func CheckBinary(ctx context.Context, bin string) (string, error) {
 
 // Down stops every node gracefully. With purge it also deletes the state dir.
 func (c *Cluster) Down(ctx context.Context, purge bool) error {
+	if c.foreign() {
+		return c.downForeign(ctx, purge) // docker and external: foreign.go
+	}
 	st := c.status()
 	s := c.Spec
 	if _, err := os.Stat(s.Dir); errors.Is(err, os.ErrNotExist) {

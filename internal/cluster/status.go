@@ -32,6 +32,9 @@ type NodeStatus struct {
 
 // Status gathers every node's process and cluster state in parallel.
 func (c *Cluster) NodeStatuses(ctx context.Context) []NodeStatus {
+	if c.foreign() {
+		return c.foreignStatuses(ctx) // docker and external: foreign.go
+	}
 	nodes := c.procNodes()
 	states := procmgr.Inspect(ctx, nodes, c.procOpts())
 	out := make([]NodeStatus, len(nodes))
