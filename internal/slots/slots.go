@@ -5,7 +5,6 @@
 package slots
 
 import (
-	"context"
 	"io"
 
 	"github.com/rcluster/rcluster/internal/redisconn"
@@ -15,7 +14,10 @@ import (
 
 // Split divides the 16384 slots among n masters exactly as
 // redis-cli --cluster create does.
-func Split(masters int) []topology.SlotRange { panic("unimplemented") }
+//
+// The result has one contiguous range per master covering 0..16383 in
+// order; it is nil when masters is outside 1..16384.
+func Split(masters int) []topology.SlotRange { return splitSlots(masters) }
 
 // Shard is one master with its slots, config epoch and replicas.
 type Shard struct {
@@ -33,7 +35,10 @@ type Plan struct {
 // NewPlan: masters are the first len(nodes)/(replicas+1) nodes in order;
 // the rest are replicas, assigned deterministically, never on the same host
 // as their master when another host is possible. Error if fewer than 3 masters.
-func NewPlan(nodes []spec.Node, replicas int) (*Plan, error) { panic("unimplemented") }
+// Leftover nodes (len(nodes) not a multiple of replicas+1) become extra
+// replicas, one per master in order. Same input, same plan: no randomness.
+// Duplicate addresses are an error. Masters get config epochs 1..masters.
+func NewPlan(nodes []spec.Node, replicas int) (*Plan, error) { return newPlan(nodes, replicas) }
 
 // FormOptions tune Form.
 type FormOptions struct {
@@ -42,17 +47,4 @@ type FormOptions struct {
 	Log io.Writer
 }
 
-// Form turns the plan's empty nodes into a cluster and returns when every
-// node reports cluster_state:ok, all agree, and every replica's link is up,
-// or when ctx ends (the error then names the nodes that had not converged).
-// Nodes that are not empty (keys, known nodes, slots) are refused by name
-// before anything is changed.
-func Form(ctx context.Context, p *Plan, o FormOptions) error { panic("unimplemented") }
-
-// WaitReady polls every addr until the cluster is usable: cluster_state:ok
-// on every node, each knows expectNodes nodes and agrees on the slot map, no
-// fail flags, every replica link up. On ctx end it returns an error naming
-// the nodes that are not ready and why.
-func WaitReady(ctx context.Context, addrs []string, expectNodes int, o redisconn.Options) error {
-	panic("unimplemented")
-}
+// Form and WaitReady are in form.go; readiness checks in ready.go.

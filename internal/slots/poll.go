@@ -1,0 +1,60 @@
+package slots
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/rcluster/rcluster/internal/redisconn"
+)
+
+// Polling: every wait in this package is a poll with a short, growing delay
+// (5ms doubling up to 100ms) under the caller's context. No fixed sleeps.
+const (
+	pollFirst = 5 * time.Millisecond
+	pollMax   = 100 * time.Millisecond
+)
+
+type backoff struct{ d time.Duration }
+
+// wait sleeps for the next delay or until ctx ends (then it returns ctx.Err()).
+func (b *backoff) wait(ctx context.Context) error {
+	if b.d == 0 {
+		b.d = pollFirst
+	}
+	t := time.NewTimer(b.d)
+	defer t.Stop()
+	b.d = min(2*b.d, pollMax)
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// parallel runs f(i) for i in [0,n) concurrently and waits for all.
+func parallel(n int, f func(i int)) {
+	var wg sync.WaitGroup
+	wg.Add(n)
+	for i := 0; i < n; i++ {
+		go func() {
+			defer wg.Done()
+			f(i)
+		}()
+	}
+	wg.Wait()
+}
+
+// nodeClient is o.Node(addr) with go-redis's ContextTimeoutEnabled turned
+// on, so a context deadline also bounds socket reads and writes (by default
+// go-redis ignores it and only o.Timeout applies: a stopped node would hold
+// every call for the full timeout past the caller's deadline). The option
+// is read per call, so setting it before first use is safe.
+func nodeClient(o redisconn.Options, addr string) *redis.Client {
+	c := o.Node(addr)
+	c.Options().ContextTimeoutEnabled = true
+	return c
+}
