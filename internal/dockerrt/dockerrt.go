@@ -273,13 +273,13 @@ func checkFree(n spec.Node) error {
 	for _, p := range []int{n.Port, n.BusPort()} {
 		l, err := net.Listen("tcp", net.JoinHostPort(n.Host, strconv.Itoa(p)))
 		if err != nil {
-			busy = append(busy, fmt.Sprintf("%d (%v)", p, errors.Unwrap(err)))
+			busy = append(busy, fmt.Sprintf("port %d is in use on the host (%v)", p, errors.Unwrap(err)))
 			continue
 		}
 		l.Close()
 	}
 	if len(busy) > 0 {
-		return fmt.Errorf("node %s: port %s in use on the host", n.Addr(), strings.Join(busy, ", "))
+		return fmt.Errorf("node %s: %s", n.Addr(), strings.Join(busy, "; "))
 	}
 	return nil
 }
