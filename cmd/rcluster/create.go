@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"io"
 	"time"
 
@@ -33,12 +34,18 @@ func createCommand(stderr io.Writer) *cli.Command {
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print only errors"},
 		},
 		Action: func(c *cli.Context) error {
-			if c.NArg() == 0 {
+			o := createFlags{replicas: c.Int("replicas"), timeout: c.Duration("timeout"), callTimeout: c.Duration("call-timeout"),
+				user: c.String("user"), password: c.String("password"), quiet: c.Bool("quiet")}
+			args, err := o.parseInterspersed(c.Args().Slice())
+			if err != nil {
+				return usagef("create: %w", err)
+			}
+			if len(args) == 0 {
 				return usagef("create: give the nodes as HOST:PORT arguments")
 			}
 			var nodes []spec.Node
 			var errs []error
-			for _, a := range c.Args().Slice() {
+			for _, a := range args {
 				n, err := spec.ParseNode(a)
 				if err != nil {
 					errs = append(errs, err)
@@ -49,20 +56,57 @@ func createCommand(stderr io.Writer) *cli.Command {
 			if len(errs) > 0 {
 				return usagef("create: %w", errors.Join(errs...))
 			}
-			if c.Int("replicas") < 0 {
+			if o.replicas < 0 {
 				return usagef("create: --replicas must be 0 or more")
 			}
-			o := cluster.CreateOptions{
-				Conn: redisconn.Options{Username: c.String("user"), Password: c.String("password"),
-					Timeout: c.Duration("call-timeout")},
-				Timeout: c.Duration("timeout"),
+			co := cluster.CreateOptions{
+				Conn:    redisconn.Options{Username: o.user, Password: o.password, Timeout: o.callTimeout},
+				Timeout: o.timeout,
 				Status:  ui.NewStatus(stderr),
 				Log:     stderr,
 			}
-			if c.Bool("quiet") {
-				o.Status, o.Log = ui.Quiet(), io.Discard
+			if o.quiet {
+				co.Status, co.Log = ui.Quiet(), io.Discard
 			}
-			return cluster.Create(c.Context, nodes, c.Int("replicas"), o)
+			return cluster.Create(c.Context, nodes, o.replicas, co)
 		},
 	}
+}
+
+// createFlags are create's flag values. urfave/cli stops parsing flags at
+// the first argument, but `rcluster create A B C --replicas 1` is how
+// redis-cli users write it: parseInterspersed reads flags among the
+// arguments too.
+type createFlags struct {
+	replicas             int
+	timeout, callTimeout time.Duration
+	user, password       string
+	quiet                bool
+}
+
+// parseInterspersed applies the flags found among args (values already
+// parsed are the defaults) and returns the other arguments in order.
+func (o *createFlags) parseInterspersed(args []string) ([]string, error) {
+	fs := flag.NewFlagSet("create", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.IntVar(&o.replicas, "replicas", o.replicas, "")
+	fs.DurationVar(&o.timeout, "timeout", o.timeout, "")
+	fs.DurationVar(&o.callTimeout, "call-timeout", o.callTimeout, "")
+	fs.StringVar(&o.user, "user", o.user, "")
+	fs.StringVar(&o.password, "password", o.password, "")
+	fs.BoolVar(&o.quiet, "quiet", o.quiet, "")
+	fs.BoolVar(&o.quiet, "q", o.quiet, "")
+	var rest []string
+	for range len(args) + 1 { // each round consumes at least one argument
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return rest, nil
+		}
+		rest = append(rest, args[0])
+		args = args[1:]
+	}
+	return rest, nil
 }

@@ -120,6 +120,11 @@ func (c *Cluster) upForeign(ctx context.Context, o UpOptions) error {
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
 	s := c.Spec
+	// MEET needs IPs, and the saved state compares addresses (a no-op for
+	// specs the CLI already resolved).
+	if err := s.ResolveHosts(ctx, nil); err != nil {
+		return err
+	}
 	unlock, err := lock(ctx, s.Dir, c.lockWait())
 	if err != nil {
 		return err
