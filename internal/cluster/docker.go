@@ -24,6 +24,8 @@ func (c *Cluster) openDocker(ctx context.Context) (nodeRuntime, error) {
 
 func (d *dockerRuntime) what() string { return "containers" }
 
+func (d *dockerRuntime) startStep(n int) string { return fmt.Sprintf("Starting %d containers", n) }
+
 func (d *dockerRuntime) close() { _ = d.rt.Close() }
 
 func (d *dockerRuntime) inspect(ctx context.Context) ([]nodeState, error) {

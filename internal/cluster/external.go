@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -22,6 +21,17 @@ type externalRuntime struct {
 }
 
 func (e *externalRuntime) what() string { return "nodes" }
+
+func (e *externalRuntime) startStep(n int) string {
+	return fmt.Sprintf("Reaching %d %s", n, pluralNode(n))
+}
+
+func pluralNode(n int) string {
+	if n == 1 {
+		return "node"
+	}
+	return "nodes"
+}
 
 func (e *externalRuntime) close() {}
 
@@ -48,16 +58,16 @@ func (e *externalRuntime) inspect(ctx context.Context) ([]nodeState, error) {
 // start cannot start anything: it reports the nodes that did not answer.
 func (e *externalRuntime) start(ctx context.Context, nodes []spec.Node) error {
 	states, _ := e.inspect(ctx)
-	var errs []error
+	var lines []string
 	for _, st := range states {
 		for _, n := range nodes {
-			if st.node == n {
-				errs = append(errs, fmt.Errorf("node %s: %s", n.Addr(), strings.TrimPrefix(st.detail, "external node ")))
+			if st.node == n && !st.responding {
+				lines = append(lines, fmt.Sprintf("node %s: %s", n.Addr(), strings.TrimPrefix(st.detail, "external node ")))
 			}
 		}
 	}
-	return fmt.Errorf("runtime external: rcluster does not start nodes, and %d of them did not answer:\n  %w",
-		len(nodes), errors.Join(errs...))
+	return fmt.Errorf("runtime external: rcluster does not start nodes, and %d did not answer:\n  %s",
+		len(lines), strings.Join(lines, "\n  "))
 }
 
 func (e *externalRuntime) undo(context.Context, []spec.Node) error { return nil }

@@ -32,6 +32,8 @@ type nodeState struct {
 type nodeRuntime interface {
 	// what names the runtime's units in messages ("containers", "nodes").
 	what() string
+	// startStep is the progress line of start(n nodes).
+	startStep(n int) string
 	inspect(ctx context.Context) ([]nodeState, error)
 	// start prepares (image, configs) and starts nodes; it starts nothing
 	// when any preparation fails.
@@ -219,7 +221,7 @@ func (c *Cluster) bringUp(ctx context.Context, rt nodeRuntime, o UpOptions) (err
 		}
 	}()
 	if len(missing) > 0 {
-		st.Start(fmt.Sprintf("Starting %d %s", len(missing), rt.what()))
+		st.Start(rt.startStep(len(missing)))
 		serr := rt.start(ctx, missing)
 		st.End(serr == nil)
 		if serr != nil {
