@@ -170,7 +170,8 @@ func TestUpWithReplicas(t *testing.T) {
 	st := mustRun(t, dir, "status", "--json")
 	var status struct {
 		Nodes []struct {
-			Addr, Role, Master, Link string
+			Addr, Role, Master string
+			Link               string `json:"master_link"`
 		} `json:"nodes"`
 	}
 	if err := json.Unmarshal([]byte(st.stdout), &status); err != nil {
