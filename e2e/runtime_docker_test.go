@@ -19,6 +19,7 @@ import (
 	"github.com/rcluster/rcluster/internal/dockerrt"
 	"github.com/rcluster/rcluster/internal/keyslot"
 	"github.com/rcluster/rcluster/internal/redisconn"
+	"github.com/rcluster/rcluster/internal/spec"
 	"github.com/rcluster/rcluster/internal/testutil/redistest"
 )
 
@@ -216,6 +217,20 @@ func TestDockerRuntimeLifecycle(t *testing.T) {
 	if !strings.Contains(again.stderr, "already up") {
 		t.Errorf("second up did not say the cluster was already up:\n%s", again.stderr)
 	}
+
+	// A container stopped behind rcluster's back: up replaces it, and the
+	// node rejoins from its nodes.conf.
+	victim := dockerrt.ContainerName(&spec.Spec{Name: "e2e", Dir: state}, ports[4])
+	zero := 0
+	if _, err := cli.ContainerStop(ctx, victim, client.ContainerStopOptions{Timeout: &zero}); err != nil {
+		t.Fatalf("docker stop %s: %v", victim, err)
+	}
+	if got := runtimeContainers(ctx, t, cli, state)[strconv.Itoa(ports[4])]; got != "exited" {
+		t.Fatalf("container %s after stop: %q", victim, got)
+	}
+	_, took = timed(t, dir, "up")
+	t.Logf("up with one container stopped took %v", took.Round(time.Millisecond))
+	mustRun(t, dir, "verify")
 
 	_, took = timed(t, dir, "down")
 	t.Logf("down (6 containers) took %v", took.Round(time.Millisecond))
