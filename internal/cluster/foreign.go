@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"slices"
 	"strings"
@@ -276,7 +277,7 @@ func (c *Cluster) describeRuntime() string {
 	return s.Runtime
 }
 
-func writePlan(w interface{ Write([]byte) (int, error) }, p *slots.Plan) {
+func writePlan(w io.Writer, p *slots.Plan) {
 	for _, sh := range p.Shards {
 		reps := make([]string, len(sh.Replicas))
 		for i, r := range sh.Replicas {
