@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -52,6 +54,10 @@ type member struct {
 	ip      string // resolved IP for CLUSTER MEET
 	shard   int    // index of its shard
 	replica bool
+	uptime  int // seconds, from the pre-check
+	// restoreTimeout is the cluster-node-timeout to put back after forming
+	// ("" when it was not lowered; see lowerIdleTimeouts).
+	restoreTimeout string
 }
 
 // meetStrategy decides who sends CLUSTER MEET to whom.
@@ -86,10 +92,10 @@ const (
 )
 
 // halfMax is the largest group meetStaged connects pair by pair (halfPairs);
-// larger groups get chordPairs and gossip does the rest. Measured: at 30
-// nodes every pair meeting directly knows all in ~0.4s against ~1.4s for
-// chords; at 100 nodes the n^2/2 handshakes swamp 2 cores (2.9-4.2s) while
-// chords take ~2.0-2.3s.
+// larger groups get chordPairs and gossip does the rest. Measured (see
+// meet_experiment_test.go): at 30 nodes direct pairs know each other in
+// ~0.5s against ~2.9s for chords; at 100 nodes the n^2/2 handshakes swamp 2
+// cores (~7s) while chords take ~2.5-3.9s.
 const halfMax = 32
 
 func (s meetStrategy) pairs(k int) func([]int, func(int, int)) {
@@ -116,12 +122,24 @@ const defaultMeet = meetStaged
 // node reports cluster_state:ok, all agree, and every replica's link is up,
 // or when ctx ends (the error then names the nodes that had not converged).
 // Nodes that are not empty (keys, known nodes, slots) are refused by name
-// before anything is changed.
+// before anything is changed (the error wraps ErrRefused).
+//
+// Phases, one log line each: pre-check (every node, in parallel); slots
+// (ADDSLOTSRANGE + SET-CONFIG-EPOCH on the masters); meet (masters with
+// each other, each replica with its master); replicate (each replica
+// REPLICATEs as soon as it knows its master's id); meet (all remaining
+// pairs); settle (nudge nodes whose view of another is incomplete); ready
+// (WaitReady). Everything polls with short backoff under ctx; nothing sleeps.
+//
+// Timing: a master cannot report cluster_state:ok earlier than 2s after it
+// started (CLUSTER_WRITABLE_DELAY), so Form takes ~2s for 3..30 nodes,
+// whether they were just started or have idled (see bootstrapNodeTimeout
+// for what idle masters would otherwise cost).
 func Form(ctx context.Context, p *Plan, o FormOptions) error {
 	return form(ctx, p, o, defaultMeet)
 }
 
-func form(ctx context.Context, p *Plan, o FormOptions, strategy meetStrategy) error {
+func form(ctx context.Context, p *Plan, o FormOptions, strategy meetStrategy) (err error) {
 	if p == nil || len(p.Shards) == 0 {
 		return errors.New("form: empty plan")
 	}
@@ -157,10 +175,23 @@ func form(ctx context.Context, p *Plan, o FormOptions, strategy meetStrategy) er
 	logf("form: pre-check: %d nodes reachable, cluster-enabled and empty", len(ms))
 
 	// 2. Slots and config epochs on the masters.
+	lowered := lowerIdleTimeouts(ctx, ms)
+	if lowered > 0 {
+		defer func() {
+			if rerr := restoreTimeouts(ctx, ms); rerr != nil {
+				err = errors.Join(err, fmt.Errorf("form: %w", rerr))
+			}
+		}()
+	}
 	if err := assignSlots(ctx, p, ms); err != nil {
 		return err
 	}
-	logf("form: slots: %d masters got their ranges and config epochs 1..%d", len(p.Shards), len(p.Shards))
+	if lowered > 0 {
+		logf("form: slots: %d masters got their ranges and config epochs 1..%d; cluster-node-timeout %dms on %d idle masters until formed",
+			len(p.Shards), len(p.Shards), bootstrapNodeTimeout, lowered)
+	} else {
+		logf("form: slots: %d masters got their ranges and config epochs 1..%d", len(p.Shards), len(p.Shards))
+	}
 
 	// 3. MEET, and 4. replicas follow their masters.
 	if strategy >= meetStaged {
@@ -191,7 +222,16 @@ func form(ctx context.Context, p *Plan, o FormOptions, strategy meetStrategy) er
 		logf("form: replicate: %d replicas attached", len(ms)-len(p.Shards))
 	}
 
-	// 5. Converged and serving.
+	// 5. Make every node's view of every other complete (see settle).
+	if !o.noSettle {
+		nudges, err := settle(ctx, p, ms)
+		if err != nil {
+			return err
+		}
+		logf("form: settle: every node sees every other's slots and role (%d nudges)", nudges)
+	}
+
+	// 6. Converged and serving.
 	addrs := make([]string, len(ms))
 	for i, m := range ms {
 		addrs[i] = m.addr
@@ -203,6 +243,133 @@ func form(ctx context.Context, p *Plan, o FormOptions, strategy meetStrategy) er
 	logf("form: ready: %d nodes agree, cluster_state:ok, replicas linked, masters serve reads (%d checks)", len(ms), rounds)
 	return nil
 }
+
+// settle closes the gap the cluster bus leaves after a first handshake.
+// When X completes a handshake with Y, the PONG that completes it is not
+// used to update X's view of Y: X knows Y's role flag but not its slots nor
+// (for a replica) its master, until Y's next PING reaches X, which Redis
+// sends on its own schedule (a random node per second, or every
+// cluster-node-timeout/2: 2.5s with the usual 5000). Measured with
+// node-timeout 5000: 6 nodes took ~4-5s to agree.
+//
+// settle instead compares each node's CLUSTER NODES with the plan and, for
+// every node X whose view of a known node Y is incomplete or stale, asks Y
+// to CLUSTER MEET X again: X then receives a MEET from a known sender and
+// applies Y's header (slots, role, master) at once. Each (Y, X) pair is
+// nudged at most once per nudgeEvery. It returns the number of nudges.
+func settle(ctx context.Context, p *Plan, ms []*member) (int, error) {
+	type want struct {
+		master   bool
+		slots    topology.SlotRange
+		masterID string
+	}
+	wants := make([]want, len(ms))
+	shardMaster := map[int]string{}
+	for _, m := range ms {
+		if !m.replica {
+			shardMaster[m.shard] = m.id
+		}
+	}
+	for i, m := range ms {
+		if m.replica {
+			wants[i] = want{masterID: shardMaster[m.shard]}
+		} else {
+			wants[i] = want{master: true, slots: p.Shards[m.shard].Slots}
+		}
+	}
+	lastNudge := map[[2]int]time.Time{}
+	nudges := 0
+	start := time.Now()
+	var bo backoff
+	for {
+		views := make([][]topology.Node, len(ms))
+		errs := make([]error, len(ms))
+		parallel(len(ms), func(i int) {
+			s, err := ms[i].c.ClusterNodes(ctx).Result()
+			if err == nil {
+				views[i], err = topology.ParseNodes(s)
+			}
+			errs[i] = err
+		})
+		// send[y] lists the x that y must MEET; problems[x] says why x is
+		// not settled (for the error at the deadline).
+		send := make([][]int, len(ms))
+		problems := make([][]string, len(ms))
+		now := time.Now()
+		for x := range ms {
+			if errs[x] != nil {
+				problems[x] = append(problems[x], "CLUSTER NODES: "+errs[x].Error())
+				continue
+			}
+			byID := make(map[string]topology.Node, len(views[x]))
+			for _, n := range views[x] {
+				byID[n.ID] = n
+			}
+			var unknown []string
+			for y := range ms {
+				if y == x {
+					continue
+				}
+				n, ok := byID[ms[y].id]
+				if !ok || n.HasFlag("handshake") {
+					// MEET or gossip will bring it; name the bus port
+					// too, since a blocked one is the usual reason.
+					unknown = append(unknown, fmt.Sprintf("%s (bus port %d)", ms[y].addr, ms[y].cport))
+					continue
+				}
+				w := wants[y]
+				var bad string
+				switch {
+				case w.master && !n.IsMaster():
+					bad = "sees " + ms[y].addr + " as " + strings.Join(n.Flags, ",") + ", not master"
+				case w.master && (len(n.Slots) != 1 || n.Slots[0] != w.slots):
+					bad = fmt.Sprintf("sees %s with slots %q, not %s", ms[y].addr,
+						topology.FormatRanges(n.Slots), topology.FormatRanges([]topology.SlotRange{w.slots}))
+				case !w.master && (!n.IsReplica() || n.MasterID != w.masterID):
+					bad = fmt.Sprintf("sees %s as %s %s, not replica of %s", ms[y].addr,
+						strings.Join(n.Flags, ","), n.MasterID, w.masterID)
+				}
+				if bad == "" {
+					continue
+				}
+				problems[x] = append(problems[x], bad)
+				if now.Sub(lastNudge[[2]int{y, x}]) >= nudgeEvery {
+					lastNudge[[2]int{y, x}] = now
+					send[y] = append(send[y], x)
+				}
+			}
+			if len(unknown) > 0 {
+				problems[x] = append(problems[x], "does not know "+strings.Join(unknown, ", "))
+			}
+		}
+		var nr []NotReady
+		for x, pr := range problems {
+			if len(pr) > 0 {
+				if len(pr) > 4 {
+					pr = append(pr[:4:4], fmt.Sprintf("and %d more", len(pr)-4))
+				}
+				nr = append(nr, NotReady{Addr: ms[x].addr, Reason: strings.Join(pr, "; ")})
+			}
+		}
+		if len(nr) == 0 {
+			return nudges, nil
+		}
+		for _, xs := range send {
+			nudges += len(xs)
+		}
+		if _, err := meet(ctx, ms, send); err != nil {
+			return nudges, err
+		}
+		if err := bo.wait(ctx); err != nil {
+			return nudges, fmt.Errorf("form: cluster not ready after %s: nodes do not see the planned cluster: %s: %w",
+				time.Since(start).Round(time.Millisecond), FormatNotReady(nr), err)
+		}
+	}
+}
+
+// nudgeEvery spaces repeated nudges of the same pair: a MEET handshake
+// needs a cluster cron tick (100ms) or two to go through.
+const nudgeEvery = 300 * time.Millisecond
 
 func precheck(ctx context.Context, ms []*member) error {
 	problems := make([]string, len(ms))
@@ -244,22 +411,23 @@ func precheckNode(ctx context.Context, m *member) string {
 	var info, cinfo, cnodes *redis.StringCmd
 	var dbsize *redis.IntCmd
 	_, _ = m.c.Pipelined(ctx, func(pl redis.Pipeliner) error {
-		info = pl.Info(ctx, "cluster")
+		info = pl.Info(ctx, "cluster", "server")
 		dbsize = pl.DBSize(ctx)
 		cinfo = pl.ClusterInfo(ctx)
 		cnodes = pl.ClusterNodes(ctx)
 		return nil
 	})
 	if err := info.Err(); err != nil {
-		var ne net.Error
-		if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		if isTimeout(err) {
 			return fmt.Sprintf("node %s is not reachable: no answer in time (%v)", m.addr, err)
 		}
 		return fmt.Sprintf("node %s is not reachable: %v", m.addr, err)
 	}
-	if topology.ParseInfo(info.Val())["cluster_enabled"] != "1" {
+	inf := topology.ParseInfo(info.Val())
+	if inf["cluster_enabled"] != "1" {
 		return fmt.Sprintf("node %s is not cluster-enabled", m.addr)
 	}
+	m.uptime, _ = strconv.Atoi(inf["uptime_in_seconds"])
 	for _, c := range []redis.Cmder{dbsize, cinfo, cnodes} {
 		if err := c.Err(); err != nil {
 			return fmt.Sprintf("node %s: %s: %v", m.addr, strings.ToUpper(strings.Join(strings.Fields(fmt.Sprint(c.Args()...)), " ")), err)
@@ -294,6 +462,12 @@ func precheckNode(ctx context.Context, m *member) string {
 	return ""
 }
 
+// isTimeout reports whether err is a deadline or network timeout.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout())
+}
+
 // resolveIP returns an IP for host, preferring IPv4.
 func resolveIP(ctx context.Context, host string) (string, error) {
 	if ip := net.ParseIP(host); ip != nil {
@@ -312,6 +486,66 @@ func resolveIP(ctx context.Context, host string) (string, error) {
 		return "", fmt.Errorf("no addresses")
 	}
 	return ips[0].IP.String(), nil
+}
+
+// bootstrapNodeTimeout is the cluster-node-timeout (ms) idle masters run
+// with while the cluster forms.
+//
+// Redis holds a master in cluster_state:fail for a "rejoin delay" of
+// cluster-node-timeout (clamped to 0.5-5s) after it last found itself in a
+// minority, and a master without slots that is past its first 2s counts as
+// a minority on every cron tick. So a master that was started more than ~2s
+// before getting its slots (re-forming running nodes, or the first of many
+// nodes spawned one after another) stays down for node-timeout after
+// ADDSLOTSRANGE: measured 5.1s with 5000 against 2.0s for fresh nodes.
+// Lowering the timeout on such masters to 2000 until Form ends brings them
+// to the same ~2s; the original value is put back before Form returns.
+const bootstrapNodeTimeout = 2000
+
+// lowerIdleTimeouts lowers cluster-node-timeout on masters older than 1s
+// whose timeout is above bootstrapNodeTimeout, remembering the old value.
+// Nodes where CONFIG is unavailable (renamed) are left alone.
+func lowerIdleTimeouts(ctx context.Context, ms []*member) int {
+	var n atomic.Int32
+	parallel(len(ms), func(i int) {
+		m := ms[i]
+		if m.replica || m.uptime < 1 {
+			return
+		}
+		v, err := m.c.ConfigGet(ctx, "cluster-node-timeout").Result()
+		if err != nil {
+			return
+		}
+		cur, err := strconv.Atoi(v["cluster-node-timeout"])
+		if err != nil || cur <= bootstrapNodeTimeout {
+			return
+		}
+		if m.c.ConfigSet(ctx, "cluster-node-timeout", strconv.Itoa(bootstrapNodeTimeout)).Err() == nil {
+			m.restoreTimeout = v["cluster-node-timeout"]
+			n.Add(1)
+		}
+	})
+	return int(n.Load())
+}
+
+// restoreTimeouts puts back what lowerIdleTimeouts changed, even when ctx
+// has ended (with its own short deadline).
+func restoreTimeouts(ctx context.Context, ms []*member) error {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
+	defer cancel()
+	errs := make([]error, len(ms))
+	parallel(len(ms), func(i int) {
+		m := ms[i]
+		if m.restoreTimeout == "" {
+			return
+		}
+		if err := m.c.ConfigSet(rctx, "cluster-node-timeout", m.restoreTimeout).Err(); err != nil {
+			errs[i] = fmt.Errorf("node %s: restore cluster-node-timeout %s: %w", m.addr, m.restoreTimeout, err)
+			return
+		}
+		m.restoreTimeout = ""
+	})
+	return errors.Join(errs...)
 }
 
 func assignSlots(ctx context.Context, p *Plan, ms []*member) error {
@@ -459,14 +693,23 @@ func meet(ctx context.Context, ms []*member, edges [][]int) (int, error) {
 			return
 		}
 		m := ms[i]
-		cmds, err := m.c.Pipelined(ctx, func(pl redis.Pipeliner) error {
-			for _, j := range edges[i] {
-				t := ms[j]
-				pl.Do(ctx, "cluster", "meet", t.ip, t.node.Port, t.cport)
+		// MEET can be repeated safely (a known node's handshake is just
+		// dropped), so a network timeout on a busy node is retried.
+		var bo backoff
+		for {
+			cmds, err := m.c.Pipelined(ctx, func(pl redis.Pipeliner) error {
+				for _, j := range edges[i] {
+					t := ms[j]
+					pl.Do(ctx, "cluster", "meet", t.ip, t.node.Port, t.cport)
+				}
+				return nil
+			})
+			if err == nil {
+				return
 			}
-			return nil
-		})
-		if err != nil {
+			if isTimeout(err) && ctx.Err() == nil && bo.wait(ctx) == nil {
+				continue
+			}
 			for k, c := range cmds {
 				if c.Err() != nil {
 					err = fmt.Errorf("CLUSTER MEET %s: %w", ms[edges[i][k]].addr, c.Err())
@@ -474,6 +717,7 @@ func meet(ctx context.Context, ms []*member, edges [][]int) (int, error) {
 				}
 			}
 			errs[i] = fmt.Errorf("node %s: %w", m.addr, err)
+			return
 		}
 	})
 	if err := errors.Join(errs...); err != nil {

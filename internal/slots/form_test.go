@@ -108,7 +108,7 @@ func formAndCheck(t *testing.T, n, replicas int) {
 	}
 	t.Logf("Form of %d nodes (replicas %d) took %s:\n%s", n, replicas, time.Since(start).Round(time.Millisecond), log.String())
 	lines := strings.Split(strings.TrimSpace(log.String()), "\n")
-	phases := []string{"form: pre-check:", "form: slots:", "form: meet:", "form: replicate:", "form: meet:", "form: ready:"}
+	phases := []string{"form: pre-check:", "form: slots:", "form: meet:", "form: replicate:", "form: meet:", "form: settle:", "form: ready:"}
 	if len(lines) != len(phases) {
 		t.Errorf("want one log line per phase %q, got %d lines", phases, len(lines))
 	} else {
@@ -286,7 +286,7 @@ func TestFormUnreachableBusTimesOut(t *testing.T) {
 			t.Errorf("error does not name %s: %s", n.Addr, msg)
 		}
 	}
-	if !strings.Contains(msg, "cluster_known_nodes") && !strings.Contains(msg, "never learned") {
+	if !strings.Contains(msg, "does not know "+bad[0].Addr) {
 		t.Errorf("error does not say why: %s", msg)
 	}
 	t.Logf("after %s: %v", el.Round(time.Millisecond), err)
@@ -386,4 +386,85 @@ func TestSplitMatchesRedisCli(t *testing.T) {
 		}
 	}
 	isPristine(t, node.Addr)
+}
+
+// Nodes named by hostname: clients dial the name, MEET gets the resolved IP.
+func TestFormWithHostnames(t *testing.T) {
+	redistest.Integration(t)
+	nodes := redistest.Start(t, 3)
+	sn := specNodes(nodes)
+	for i := range sn {
+		sn[i].Host = "localhost"
+	}
+	p, err := NewPlan(sn, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := Form(ctx, p, FormOptions{}); err != nil {
+		t.Fatalf("Form with hostnames: %v", err)
+	}
+	clusterCheck(t, nodes[0].Addr)
+	for _, n := range clusterNodes(t, nodes[1].Addr) {
+		if n.IP() != "127.0.0.1" {
+			t.Fatalf("node announced as %s, want 127.0.0.1", n.Addr)
+		}
+	}
+}
+
+// The same server under two names would be asked to be two nodes.
+func TestFormRefusesSameNodeTwice(t *testing.T) {
+	redistest.Integration(t)
+	nodes := redistest.Start(t, 3)
+	sn := specNodes(nodes)
+	sn[2] = spec.Node{Host: "localhost", Port: nodes[0].Port}
+	p, err := NewPlan(sn, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = Form(ctx, p, FormOptions{})
+	if err == nil || !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "are the same redis-server") {
+		t.Fatalf("Form = %v", err)
+	}
+	isPristine(t, nodes[0].Addr)
+	isPristine(t, nodes[1].Addr)
+}
+
+// Masters that idled past their first 2s without slots would stay in
+// cluster_state:fail for cluster-node-timeout (5s here) after getting
+// them; Form lowers the timeout meanwhile and must put it back.
+func TestFormIdleNodesRestoresNodeTimeout(t *testing.T) {
+	redistest.Integration(t)
+	nodes := redistest.Start(t, 3, "--cluster-node-timeout", "5000")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	waitUptime(t, ctx, nodes, 3)
+	p, err := NewPlan(specNodes(nodes), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	start := time.Now()
+	if err := Form(ctx, p, FormOptions{Log: &log}); err != nil {
+		t.Fatalf("Form: %v\n%s", err, log.String())
+	}
+	el := time.Since(start)
+	t.Logf("Form on idle nodes with node-timeout 5000 took %s\n%s", el.Round(time.Millisecond), log.String())
+	if el > 4500*time.Millisecond {
+		t.Errorf("Form took %s: the 5s rejoin delay was not avoided", el)
+	}
+	if !strings.Contains(log.String(), "cluster-node-timeout 2000ms on 3 idle masters") {
+		t.Errorf("log does not mention the lowered timeout:\n%s", log.String())
+	}
+	for _, n := range nodes {
+		c := redisconn.Options{}.Node(n.Addr)
+		v, err := c.ConfigGet(ctx, "cluster-node-timeout").Result()
+		c.Close()
+		if err != nil || v["cluster-node-timeout"] != "5000" {
+			t.Fatalf("%s: cluster-node-timeout = %v (%v), want 5000 restored", n.Addr, v, err)
+		}
+	}
 }

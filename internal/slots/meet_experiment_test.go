@@ -17,29 +17,43 @@ import (
 // TestMeetStrategyExperiment measures how fast each MEET strategy
 // converges. It is an experiment, not a check, so it only runs when asked:
 //
-//	RCLUSTER_MEET_EXPERIMENT=6,30,100 go test -run MeetStrategyExperiment -v ./internal/slots
+//	RCLUSTER_MEET_EXPERIMENT=6,30,100 RCLUSTER_NODE_TIMEOUT=5000 \
+//	  go test -run MeetStrategyExperiment -v ./internal/slots
 //
-// For each size and strategy it starts fresh nodes (replicas 1), forms the
-// cluster step by step and reports, from the first MEET: "known" = every
-// node knows every node with no handshake left; "ready" = WaitReady passed.
-// With RCLUSTER_MEET_IDLE=1 it first waits (by polling INFO uptime) until
-// the nodes are 3s old, to take the 2s CLUSTER_WRITABLE_DELAY out.
+// (RCLUSTER_MEET_STRATEGIES=mesh,staged,... picks strategies,
+// RCLUSTER_MEET_IDLE=1 waits until the nodes are 3s old first,
+// RCLUSTER_NO_SETTLE=1 skips the settle phase.) For each size it starts
+// fresh nodes (replicas 1) and forms the cluster phase by phase, reporting
+// from the first MEET: known = every node knows every node, no handshake
+// left; settled = every view matches the plan (settle done); ready =
+// WaitReady passed; and the total from the nodes' start.
 //
-// Results on this 2-core machine (shared with other jobs, so noisy),
-// Redis 7.0.15, cluster-node-timeout 2000, Form right after start:
+// One run on this 2-core machine, Redis 7.0.15, cluster-node-timeout 5000
+// (the template's value), while other jobs kept the load average at 20-60,
+// so single figures are noisy:
 //
-//	nodes strategy  known   ready(from MEET)
-//	6     star-in   ~0.2s   ~1.9s (2s floor)
-//	6     mesh      ~0.1s   ~1.9s (2s floor)
-//	30    star-in   ~1.0s   ~2.0s
-//	30    mesh      ~0.2s   ~1.9s
-//	100   star-in   ~3-4s   ~4-5s
-//	100   star-out  ~3-4s   ~4-5s
-//	100   chords    ~1.5s   ~2.5s
-//	100   mesh      ~0.6s   ~2.0s
+//	nodes strategy       MEETs  known  settled  ready  from start
+//	6     star-in            5  1.08s   1.12s   1.95s   1.95s
+//	6     chords            18  0.88s   0.93s   1.94s   1.94s
+//	6     mesh              30  0.26s   0.31s   1.97s   1.98s
+//	6     staged            15  0.36s   0.44s   1.99s   2.00s
+//	30    star-in           29  7.95s   8.60s   8.90s   9.04s
+//	30    chords           150  2.71s   3.46s   3.78s   3.84s
+//	30    mesh             870  0.73s   1.10s   1.78s   1.82s
+//	30    staged-chords    179  2.94s   3.06s   3.17s   3.19s
+//	30    staged (half)    435  0.47s   0.66s   1.99s   2.02s
+//	100   star-in           99  7.58s  15.76s  16.07s  16.13s
+//	100   chords           700  2.07s   6.56s   6.78s   6.87s
+//	100   mesh            9900  MEET pipelines timed out (2s) on overloaded nodes
+//	100   staged-half     4950  7.20s   7.56s   7.77s   7.87s
+//	100   staged (chords)  813  2.5-3.9s 2.9-4.2s 3.0-4.3s 3.1-4.3s
 //
-// (see the commit message of the change that chose the default for the
-// exact figures of the run.)
+// Without the settle phase, 100 nodes staged took 6.4-10.3s to be ready
+// (views waited for Redis's own pings), 2.2-3.4s with it. Below ~32 nodes
+// every non-star strategy reaches the 2s floor (CLUSTER_WRITABLE_DELAY from
+// the node's start); above, n^2 direct handshakes swamp the CPU and chords
+// plus gossip win. Hence meetStaged: pairs up to halfMax nodes, chords
+// above, replicas attached before the others hear of them, then settle.
 func TestMeetStrategyExperiment(t *testing.T) {
 	spec := os.Getenv("RCLUSTER_MEET_EXPERIMENT")
 	if spec == "" {
@@ -112,25 +126,21 @@ func waitKnown(t *testing.T, ctx context.Context, ms []*member, n int) {
 	}
 }
 
+// nodeTimeoutArgs reads RCLUSTER_NODE_TIMEOUT (ms) for the test nodes.
+func nodeTimeoutArgs() []string {
+	if v := os.Getenv("RCLUSTER_NODE_TIMEOUT"); v != "" {
+		return []string{"--cluster-node-timeout", v}
+	}
+	return nil
+}
+
 func meetTrial(t *testing.T, n int, s meetStrategy, idle bool) string {
-	nodes := redistest.Start(t, n)
+	nodes := redistest.Start(t, n, nodeTimeoutArgs()...)
 	started := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if idle {
-		c := redisconn.Options{}.Node(nodes[0].Addr)
-		var bo backoff
-		for {
-			info, err := c.Info(ctx, "server").Result()
-			up, _ := strconv.Atoi(topology.ParseInfo(info)["uptime_in_seconds"])
-			if err == nil && up >= 3 {
-				break
-			}
-			if err := bo.wait(ctx); err != nil {
-				t.Fatal(err)
-			}
-		}
-		c.Close()
+		waitUptime(t, ctx, nodes, 3)
 		started = time.Now()
 	}
 	p, err := NewPlan(specNodes(nodes), 1)
@@ -194,6 +204,14 @@ func meetTrial(t *testing.T, n int, s meetStrategy, idle bool) string {
 		}
 		repl = time.Since(t0)
 	}
+	nudges := -1
+	if os.Getenv("RCLUSTER_NO_SETTLE") != "1" {
+		nudges, err = settle(ctx, p, ms)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	settled := time.Since(t0)
 	addrs := make([]string, len(ms))
 	for i, m := range ms {
 		addrs[i] = m.addr
@@ -202,7 +220,77 @@ func meetTrial(t *testing.T, n int, s meetStrategy, idle bool) string {
 		t.Fatal(err)
 	}
 	ready := time.Since(t0)
-	return fmt.Sprintf("%4d nodes %-8s meets=%5d known=%6s replicated=%6s ready=%6s (from start %s)",
-		n, s, sent, known.Round(time.Millisecond), repl.Round(time.Millisecond),
+	return fmt.Sprintf("%4d nodes %-13s meets=%5d known=%6s replicated=%6s settled=%6s (nudges %4d) ready=%6s (from start %s)",
+		n, s, sent, known.Round(time.Millisecond), repl.Round(time.Millisecond), settled.Round(time.Millisecond), nudges,
 		ready.Round(time.Millisecond), time.Since(started).Round(time.Millisecond))
+}
+
+// TestFormTiming measures Form itself on nodes that are already running:
+//
+//	RCLUSTER_FORM_TIMING=3,6,30 go test -run FormTiming -v ./internal/slots
+//
+// "fresh": Form right after redistest.Start returns (what `rcluster up`
+// does); "idle": Form on nodes that have run for 3s. RCLUSTER_NODE_TIMEOUT
+// overrides cluster-node-timeout (ms) of the test nodes.
+func TestFormTiming(t *testing.T) {
+	spec := os.Getenv("RCLUSTER_FORM_TIMING")
+	if spec == "" {
+		t.Skip("set RCLUSTER_FORM_TIMING=3,6,30 to run")
+	}
+	redistest.Integration(t)
+	var out []string
+	for _, f := range strings.Split(spec, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		replicas := 1
+		if n < 6 {
+			replicas = 0
+		}
+		for _, idle := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%d-idle=%v", n, idle), func(t *testing.T) {
+				nodes := redistest.Start(t, n, nodeTimeoutArgs()...)
+				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+				defer cancel()
+				if idle {
+					waitUptime(t, ctx, nodes, 3)
+				}
+				p, err := NewPlan(specNodes(nodes), replicas)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var log strings.Builder
+				st := time.Now()
+				if err := Form(ctx, p, FormOptions{Log: &log}); err != nil {
+					t.Fatalf("%v\n%s", err, log.String())
+				}
+				line := fmt.Sprintf("%3d nodes replicas %d idle=%-5v Form %s", n, replicas, idle, time.Since(st).Round(time.Millisecond))
+				out = append(out, line)
+				t.Logf("%s\n%s", line, log.String())
+			})
+		}
+	}
+	t.Logf("summary:\n%s", strings.Join(out, "\n"))
+}
+
+// waitUptime polls until every node reports uptime_in_seconds >= secs.
+func waitUptime(t *testing.T, ctx context.Context, nodes []*redistest.Node, secs int) {
+	t.Helper()
+	for _, nd := range nodes {
+		c := redisconn.Options{}.Node(nd.Addr)
+		var bo backoff
+		for {
+			info, err := c.Info(ctx, "server").Result()
+			up, _ := strconv.Atoi(topology.ParseInfo(info)["uptime_in_seconds"])
+			if err == nil && up >= secs {
+				break
+			}
+			if err := bo.wait(ctx); err != nil {
+				c.Close()
+				t.Fatal(err)
+			}
+		}
+		c.Close()
+	}
 }

@@ -57,12 +57,12 @@ func newPlan(nodes []spec.Node, replicas int) (*Plan, error) {
 	if replicas < 0 {
 		return nil, fmt.Errorf("replicas must be >= 0, got %d", replicas)
 	}
-	seen := make(map[string]bool, len(nodes))
+	seen := make(map[spec.Node]bool, len(nodes))
 	for _, n := range nodes {
-		if seen[n.Addr()] {
+		if seen[n] {
 			return nil, fmt.Errorf("node %s listed twice", n.Addr())
 		}
-		seen[n.Addr()] = true
+		seen[n] = true
 	}
 	m := len(nodes) / (replicas + 1)
 	if m < MinMasters {
@@ -122,8 +122,16 @@ func newPlan(nodes []spec.Node, replicas int) (*Plan, error) {
 	total := len(reps) // replicas left to place == open places left
 	best := sameHostFloor(v, total)
 	same := 0
-	// hasOnHost[master] is the set of hosts its replicas are on so far.
-	hasOnHost := make([]map[int]bool, m)
+	// onHosts[master] lists the hosts its replicas are on so far (short).
+	onHosts := make([][]int, m)
+	has := func(mi, h int) bool {
+		for _, x := range onHosts[mi] {
+			if x == h {
+				return true
+			}
+		}
+		return false
+	}
 
 	for ri, r := range reps {
 		h := rHost[ri]
@@ -143,7 +151,7 @@ func newPlan(nodes []spec.Node, replicas int) (*Plan, error) {
 				continue
 			}
 			key := [3]int{inc, 0, -capLeft[mi]}
-			if hasOnHost[mi][h] {
+			if has(mi, h) {
 				key[1] = 1
 			}
 			if chosen < 0 || less(key, chosenKey) {
@@ -162,10 +170,9 @@ func newPlan(nodes []spec.Node, replicas int) (*Plan, error) {
 		if g == h {
 			same++
 		}
-		if hasOnHost[chosen] == nil {
-			hasOnHost[chosen] = map[int]bool{}
+		if !has(chosen, h) {
+			onHosts[chosen] = append(onHosts[chosen], h)
 		}
-		hasOnHost[chosen][h] = true
 	}
 	return p, nil
 }

@@ -45,6 +45,8 @@ type FormOptions struct {
 	Conn redisconn.Options
 	// Log receives one line per phase (may be nil).
 	Log io.Writer
+
+	noSettle bool // for the experiment: skip the settle phase
 }
 
 // Form and WaitReady are in form.go; readiness checks in ready.go.

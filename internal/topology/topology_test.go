@@ -1,7 +1,6 @@
 package topology
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -413,37 +412,28 @@ func FuzzParseNodes(f *testing.F) {
 	})
 }
 
-// hundredNodes renders a 100-node (50 masters, 50 replicas) CLUSTER NODES
-// output in the exact format of the captured files.
-func hundredNodes() string {
-	var b strings.Builder
-	id := func(i int) string { return fmt.Sprintf("%040x", 0xabcdef0123+i*7919) }
-	ranges := make([]SlotRange, 50)
-	first := 0
-	for i := range ranges {
-		last := (i+1)*SlotCount/50 - 1
-		ranges[i] = SlotRange{first, last}
-		first = last + 1
-	}
-	for i := 0; i < 100; i++ {
-		port := 7000 + i
-		if i < 50 {
-			flags := "master"
-			if i == 0 {
-				flags = "myself,master"
+// cluster-nodes-100.txt is CLUSTER NODES from one master of a real 100-node
+// cluster (50 masters, 50 replicas) formed by slots.Form on 7.0.15 nodes.
+func TestParseNodes100(t *testing.T) {
+	nodes := mustParse(t, "cluster-nodes-100.txt")
+	masters := 0
+	for _, n := range nodes {
+		if n.IsMaster() {
+			masters++
+			if len(n.Slots) != 1 {
+				t.Fatalf("%s: slots %v", n.Addr, n.Slots)
 			}
-			fmt.Fprintf(&b, "%s 127.0.0.1:%d@%d %s - 0 1795471843506 %d connected %d-%d\n",
-				id(i), port, port+10000, flags, i+1, ranges[i].Start, ranges[i].End)
-		} else {
-			fmt.Fprintf(&b, "%s 127.0.0.1:%d@%d slave %s 0 1795471843506 %d connected\n",
-				id(i), port, port+10000, id(i-50), i-49)
+		} else if !n.IsReplica() || n.MasterID == "" {
+			t.Fatalf("%s: flags %v master %q", n.Addr, n.Flags, n.MasterID)
 		}
 	}
-	return b.String()
+	if len(nodes) != 100 || masters != 50 || SlotOwners(nodes).Covered() != SlotCount {
+		t.Fatalf("%d nodes, %d masters, %d slots covered", len(nodes), masters, SlotOwners(nodes).Covered())
+	}
 }
 
 func BenchmarkParseNodes100(b *testing.B) {
-	text := hundredNodes()
+	text := readTestdata(b, "cluster-nodes-100.txt")
 	if n, err := ParseNodes(text); err != nil || len(n) != 100 {
 		b.Fatalf("setup: %d nodes, %v", len(n), err)
 	}
@@ -457,10 +447,7 @@ func BenchmarkParseNodes100(b *testing.B) {
 }
 
 func BenchmarkSlotSignature100(b *testing.B) {
-	nodes, err := ParseNodes(hundredNodes())
-	if err != nil {
-		b.Fatal(err)
-	}
+	nodes := mustParse(b, "cluster-nodes-100.txt")
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = SlotSignature(nodes)

@@ -58,3 +58,5 @@ sleep 3
 cli "$base" cluster nodes >cluster-nodes-fail.txt
 cli "$base" cluster info >cluster-info-after-fail.txt
 echo "captured into $(pwd)"
+# cluster-nodes-100.txt is not made by this script: it is CLUSTER NODES from
+# one master of a 100-node cluster (replicas 1) formed by slots.Form.
