@@ -136,6 +136,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			renderCommand(fileFlag, stdout),
 			lsCommand(stdout, stderr),
 			completionCommand(stdout),
+			createCommand(stderr),
 		},
 	}
 	for _, c := range app.Commands {
@@ -148,7 +149,11 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 func loadSpec(c *cli.Context) (*spec.Spec, error) {
-	return spec.Resolve(c.String("file"), os.Getenv)
+	s, err := spec.Resolve(c.String("file"), os.Getenv)
+	if err == nil {
+		err = s.ResolveHosts(c.Context, nil) // runtime external: MEET needs IPs
+	}
+	return s, err
 }
 
 func newCluster(c *cli.Context, stderr io.Writer) (*cluster.Cluster, error) {
@@ -231,7 +236,7 @@ func verifyCommand(fileFlag cli.Flag, stdout, stderr io.Writer) *cli.Command {
 				}
 				o.Conn = conn
 				o.Nodes = s.Addrs()
-				o.Expect = verify.Expect{Nodes: len(s.Ports), Masters: s.Masters(), Replicas: s.Replicas}
+				o.Expect = verify.Expect{Nodes: len(s.Nodes()), Masters: s.Masters(), Replicas: s.Replicas}
 			}
 			started := time.Now()
 			lines := verifyLines(c, stderr)

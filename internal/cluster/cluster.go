@@ -174,6 +174,9 @@ type UpOptions struct {
 // re-form from nodes.conf (restarted nodes). On failure or cancellation it
 // stops the nodes this run started (unless o.Retain).
 func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
+	if c.foreign() {
+		return c.upForeign(ctx, o) // docker and external: foreign.go
+	}
 	if o.Timeout <= 0 {
 		o.Timeout = 60 * time.Second
 	}
@@ -324,6 +327,30 @@ func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 		started = missing
 	}
 
+	waitWhat := "Waiting for the cluster to re-form from nodes.conf"
+	if len(missing) == 0 {
+		waitWhat = "Waiting for the cluster to become healthy"
+	} else if len(missing) < len(nodes) {
+		waitWhat = fmt.Sprintf("Waiting for %d restarted node(s) to rejoin", len(missing))
+	}
+	if err := c.formOrWait(ctx, addrs, begin, waitWhat, nil); err != nil {
+		return err
+	}
+	if err := c.writeState(); err != nil {
+		return fmt.Errorf("save state: %w", err)
+	}
+	st.Infof("Cluster %q is up: %d nodes on %s:%d-%d. Stop it with `rcluster down`.",
+		s.Name, len(addrs), s.Host, slices.Min(s.Ports), slices.Max(s.Ports))
+	return nil
+}
+
+// formOrWait is the step every runtime shares once its nodes run: read each
+// node's cluster state, then form a cluster of fresh nodes or wait for a
+// formed one to become healthy; refuse to mix them, or to touch non-empty
+// nodes that belong to no cluster. onForm, when set, is called just before
+// forming starts.
+func (c *Cluster) formOrWait(ctx context.Context, addrs []string, begin func(string), waitWhat string, onForm func()) error {
+	st, s := c.status(), c.Spec
 	begin("Reading cluster state")
 	fresh, formed, loners, rerr := c.classify(ctx, addrs)
 	st.End(rerr == nil && len(loners) == 0)
@@ -341,6 +368,10 @@ func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 		if perr != nil {
 			return perr
 		}
+		if onForm != nil {
+			onForm()
+		}
+		writePlan(c.log(), plan)
 		begin(fmt.Sprintf("Forming the cluster (%d masters, %d replicas each)", len(plan.Shards), s.Replicas))
 		ferr := slots.Form(ctx, plan, slots.FormOptions{Conn: c.Conn, Log: c.log()})
 		st.End(ferr == nil)
@@ -351,24 +382,13 @@ func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 		return fmt.Errorf("nodes %s have no cluster state while %s do (lost nodes.conf?); refusing to mix them; run `rcluster down --purge` to start over",
 			strings.Join(fresh, ", "), strings.Join(formed, ", "))
 	default:
-		what := "Waiting for the cluster to re-form from nodes.conf"
-		if len(missing) == 0 {
-			what = "Waiting for the cluster to become healthy"
-		} else if len(missing) < len(nodes) {
-			what = fmt.Sprintf("Waiting for %d restarted node(s) to rejoin", len(missing))
-		}
-		begin(what)
+		begin(waitWhat)
 		werr := slots.WaitReady(ctx, addrs, len(addrs), c.Conn)
 		st.End(werr == nil)
 		if werr != nil {
 			return fmt.Errorf("cluster did not become healthy: %w", werr)
 		}
 	}
-	if err := c.writeState(); err != nil {
-		return fmt.Errorf("save state: %w", err)
-	}
-	st.Infof("Cluster %q is up: %d nodes on %s:%d-%d. Stop it with `rcluster down`.",
-		s.Name, len(addrs), s.Host, slices.Min(s.Ports), slices.Max(s.Ports))
 	return nil
 }
 
@@ -508,6 +528,9 @@ func CheckBinary(ctx context.Context, bin string) (string, error) {
 // reported, not errors. It also stops nodes on ports the saved state lists
 // but the spec no longer does. With purge it then deletes the state dir.
 func (c *Cluster) Down(ctx context.Context, purge bool) error {
+	if c.foreign() {
+		return c.downForeign(ctx, purge) // docker and external: foreign.go
+	}
 	st := c.status()
 	s := c.Spec
 	if _, err := os.Stat(s.Dir); errors.Is(err, os.ErrNotExist) {

@@ -35,6 +35,9 @@ type NodeStatus struct {
 // A node that does not answer gets its role, flags and link state from
 // what the answering nodes say of it (e.g. "master,fail", "disconnected").
 func (c *Cluster) NodeStatuses(ctx context.Context) []NodeStatus {
+	if c.foreign() {
+		return c.foreignStatuses(ctx) // docker and external: foreign.go
+	}
 	nodes := c.procNodes()
 	states := procmgr.Inspect(ctx, nodes, c.procOpts())
 	out := make([]NodeStatus, len(nodes))

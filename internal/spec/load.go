@@ -201,6 +201,9 @@ func (p *parser) decode(data []byte) {
 		case "tls":
 			p.tls(v)
 		default:
+			if p.runtimeKey(key, v) {
+				continue
+			}
 			msg := fmt.Sprintf("unknown key %q", key)
 			if s := suggest(key, knownKeys); s != "" {
 				msg += fmt.Sprintf(" (did you mean %q?)", s)
@@ -385,7 +388,8 @@ func (p *parser) finish() error {
 	if s.Host == "" {
 		s.Host = DefaultHost
 	}
-	if s.Ports == nil && !p.bad["ports"] {
+	p.finishRuntime()
+	if s.Ports == nil && !p.bad["ports"] && s.Runtime != RuntimeExternal {
 		s.Ports = append(Ports(nil), DefaultPorts...)
 	}
 	if s.RedisServer == "" {

@@ -43,6 +43,13 @@ type Spec struct {
 	// TLS, when set, makes every node speak TLS only, on the client port,
 	// the cluster bus and replication links.
 	TLS *TLS `yaml:"tls"`
+	// Runtime is how nodes run: process (default), docker or external
+	// (see runtime.go).
+	Runtime string `yaml:"runtime"`
+	// Image is the container image of runtime: docker.
+	Image string `yaml:"image"`
+	// ExternalNodes are the nodes of runtime: external (key nodes:).
+	ExternalNodes []Node `yaml:"nodes"`
 
 	// Path is the file the spec was loaded from; empty for the built-in default.
 	Path string `yaml:"-"`
@@ -114,6 +121,9 @@ func (n Node) String() string { return n.Addr() }
 
 // Nodes returns the spec's nodes in spec order.
 func (s *Spec) Nodes() []Node {
+	if s.Runtime == RuntimeExternal {
+		return append([]Node(nil), s.ExternalNodes...)
+	}
 	out := make([]Node, len(s.Ports))
 	for i, p := range s.Ports {
 		out[i] = Node{Host: s.Host, Port: p}
@@ -123,8 +133,9 @@ func (s *Spec) Nodes() []Node {
 
 // Addrs returns host:port for every node in spec order.
 func (s *Spec) Addrs() []string {
-	out := make([]string, len(s.Ports))
-	for i, n := range s.Nodes() {
+	nodes := s.Nodes()
+	out := make([]string, len(nodes))
+	for i, n := range nodes {
 		out[i] = n.Addr()
 	}
 	return out
@@ -136,7 +147,7 @@ func (s *Spec) Masters() int {
 	if s.Replicas < 0 {
 		return 0
 	}
-	return len(s.Ports) / (s.Replicas + 1)
+	return len(s.Nodes()) / (s.Replicas + 1)
 }
 
 // Describe names the spec for messages: its file, or "built-in default".

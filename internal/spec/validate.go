@@ -111,7 +111,7 @@ func (s *Spec) validate(skip map[string]bool) []Problem {
 	if !skip["name"] && !nameRE.MatchString(s.Name) {
 		add(s.line("name"), "name: %q must match %s", s.Name, nameRE)
 	}
-	if !skip["host"] && net.ParseIP(s.Host) == nil {
+	if !skip["host"] && s.Runtime != RuntimeExternal && net.ParseIP(s.Host) == nil {
 		add(s.line("host"), "host: %q must be an IP address (hostnames are not supported yet)", s.Host)
 	}
 	if !skip["replicas"] && s.Replicas < 0 {
@@ -123,9 +123,10 @@ func (s *Spec) validate(skip map[string]bool) []Problem {
 	if !skip["redis_server"] && s.RedisServer == "" {
 		add(s.line("redis_server"), "redis_server: must not be empty")
 	}
-	if !skip["ports"] {
+	if !skip["ports"] && s.Runtime != RuntimeExternal {
 		ps = append(ps, s.validatePorts(skip["replicas"])...)
 	}
+	ps = append(ps, s.validateRuntime(skip)...)
 	if !skip["config"] {
 		for _, d := range s.Config {
 			line := s.line(configKey(d.Key), "config")

@@ -1,0 +1,606 @@
+// Package dockerrt runs a spec's nodes as Docker containers (runtime:
+// docker), through the Docker Engine API client (github.com/moby/moby/client),
+// never the docker CLI.
+//
+// Each node is one container of the spec's image, named
+// rcluster-<name>-<dirhash>-<port>, with host networking: redis-server binds
+// the spec's host and port on the host itself, exactly as a process would,
+// so the address every node announces (and every MOVED redirect) is
+// <host>:<port>, reachable from the host. The container runs the same
+// redis.conf confgen renders for processes, with daemonize no and container
+// paths (confgen.RenderContainer); the host directories are mounted:
+//
+//	<dir>/conf              -> /etc/rcluster       read-only (the node's redis.conf)
+//	<dir>/db/redis_<port>   -> /data               (nodes.conf, AOF, RDB)
+//	<dir>/log               -> /var/log/rcluster   (redis_<port>.log, as for processes)
+//
+// The container runs as the uid:gid of the rcluster process, not as the
+// image's user (999 in the official and the e2e images): the mounted
+// directories are the caller's, mode 0700, so this is what makes them
+// writable without chown or root, and keeps every file the node writes owned
+// by the caller (`down --purge` can delete them). The image's entrypoint
+// gets the config path as its only argument: the official image's entrypoint
+// prepends redis-server to an argument ending in .conf (and does not chown
+// or switch user when not started as root), and rcluster's e2e image's
+// entrypoint is redis-server itself.
+//
+// Containers carry labels (LabelCluster, LabelDir, LabelPort, LabelHost);
+// the spec's absolute state dir identifies a cluster's containers, so two
+// clusters of the same name in different directories never touch each
+// other's.
+package dockerrt
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/rcluster/rcluster/internal/confgen"
+	"github.com/rcluster/rcluster/internal/redisconn"
+	"github.com/rcluster/rcluster/internal/spec"
+)
+
+// Labels on every container rcluster creates.
+const (
+	LabelCluster = "rcluster.cluster" // spec name
+	LabelDir     = "rcluster.dir"     // absolute state dir: identifies the cluster
+	LabelPort    = "rcluster.port"    // client port
+	LabelHost    = "rcluster.host"    // host the node binds
+)
+
+// Options tune the runtime.
+type Options struct {
+	Conn redisconn.Options
+	// Ready bounds how long a started node may take to answer PING
+	// (default 30s).
+	Ready time.Duration
+	// Grace bounds how long Stop waits for a node to exit after SHUTDOWN
+	// before it stops the container (default 10s); the engine sends SIGKILL
+	// 3s after its SIGTERM.
+	Grace time.Duration
+	// Log receives progress lines such as image pulls (may be nil).
+	Log io.Writer
+}
+
+func (o Options) withDefaults() Options {
+	if o.Ready <= 0 {
+		o.Ready = 30 * time.Second
+	}
+	if o.Grace <= 0 {
+		o.Grace = 10 * time.Second
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	return o
+}
+
+// Runtime runs one spec's nodes as containers.
+type Runtime struct {
+	Spec *spec.Spec
+	o    Options
+	cli  *client.Client
+}
+
+// New connects to the Docker engine (DOCKER_HOST and friends, else the
+// local socket) and checks that it answers.
+func New(ctx context.Context, s *spec.Spec, o Options) (*Runtime, error) {
+	cli, err := client.New(client.FromEnv)
+	if err != nil {
+		return nil, fmt.Errorf("docker client: %w", err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := cli.Ping(pctx, client.PingOptions{}); err != nil {
+		cli.Close()
+		return nil, fmt.Errorf("runtime docker: cannot reach the Docker engine at %s: %w (is Docker running, and may this user use it?)", cli.DaemonHost(), err)
+	}
+	return &Runtime{Spec: s, o: o.withDefaults(), cli: cli}, nil
+}
+
+// Close releases the engine connection.
+func (r *Runtime) Close() error { return r.cli.Close() }
+
+// ContainerName is node port's container name:
+// rcluster-<name>-<first 8 hex of sha256(dir)>-<port>.
+func ContainerName(s *spec.Spec, port int) string {
+	return fmt.Sprintf("rcluster-%s-%s-%d", s.Name, dirHash(s.Dir), port)
+}
+
+func dirHash(dir string) string {
+	h := sha256.Sum256([]byte(dir))
+	return hex.EncodeToString(h[:4])
+}
+
+// Labels are the labels of node n's container.
+func Labels(s *spec.Spec, n spec.Node) map[string]string {
+	return map[string]string{
+		LabelCluster: s.Name,
+		LabelDir:     s.Dir,
+		LabelPort:    strconv.Itoa(n.Port),
+		LabelHost:    n.Host,
+	}
+}
+
+// NodeState is a node's container as Inspect found it.
+type NodeState struct {
+	Node      spec.Node
+	Container string // name
+	ID        string // empty when there is no container
+	Running   bool
+	// Responding is true when the node answered PING at its address.
+	Responding bool
+	Pid        int // the container's main process, as the host sees it
+	// Detail explains a node that is not running or not responding.
+	Detail string
+}
+
+// owned lists every container (any state) labelled with the spec's dir.
+func (r *Runtime) owned(ctx context.Context) ([]container.Summary, error) {
+	f := make(client.Filters).Add("label", LabelDir+"="+r.Spec.Dir)
+	res, err := r.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
+	if err != nil {
+		return nil, fmt.Errorf("list containers of %s: %w", r.Spec.Dir, err)
+	}
+	return res.Items, nil
+}
+
+// Inspect reports every spec node's container, in spec order.
+func (r *Runtime) Inspect(ctx context.Context) ([]NodeState, error) {
+	cs, err := r.owned(ctx)
+	if err != nil {
+		return nil, err
+	}
+	byPort := map[string]container.Summary{}
+	for _, c := range cs {
+		byPort[c.Labels[LabelPort]] = c
+	}
+	nodes := r.Spec.Nodes()
+	out := make([]NodeState, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		out[i] = NodeState{Node: n, Container: ContainerName(r.Spec, n.Port), Detail: "no container"}
+		c, ok := byPort[strconv.Itoa(n.Port)]
+		if !ok {
+			continue
+		}
+		wg.Go(func() { r.inspectOne(ctx, c.ID, &out[i]) })
+	}
+	wg.Wait()
+	return out, nil
+}
+
+func (r *Runtime) inspectOne(ctx context.Context, id string, ns *NodeState) {
+	ns.ID = id
+	res, err := r.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	if err != nil {
+		ns.Detail = fmt.Sprintf("inspect container %s: %v", ns.Container, err)
+		return
+	}
+	st := res.Container.State
+	if st == nil {
+		ns.Detail = "container " + ns.Container + " has no state"
+		return
+	}
+	ns.Running, ns.Pid = st.Running, st.Pid
+	if !st.Running {
+		ns.Detail = describeStopped(ns.Container, st)
+		return
+	}
+	if st.Paused {
+		ns.Detail = "container " + ns.Container + " is paused"
+		return
+	}
+	if err := ping(ctx, ns.Node, r.o.Conn); err != nil {
+		ns.Detail = "not responding: " + err.Error()
+		return
+	}
+	ns.Responding, ns.Detail = true, ""
+}
+
+func describeStopped(name string, st *container.State) string {
+	d := fmt.Sprintf("container %s is %s", name, st.Status)
+	if st.Status == container.StateExited || st.Status == container.StateDead {
+		d += fmt.Sprintf(" (exit code %d", st.ExitCode)
+		if st.OOMKilled {
+			d += ", out of memory"
+		}
+		d += ")"
+	}
+	if st.Error != "" {
+		d += ": " + st.Error
+	}
+	return d
+}
+
+func ping(ctx context.Context, n spec.Node, conn redisconn.Options) error {
+	c := conn.Node(n.Addr())
+	defer c.Close()
+	return c.Ping(ctx).Err()
+}
+
+// EnsureImage makes sure the spec's image is present, pulling it only when
+// it is missing locally; a failed pull is reported as such.
+func (r *Runtime) EnsureImage(ctx context.Context) error {
+	img := r.Spec.Image
+	_, err := r.cli.ImageInspect(ctx, img)
+	if err == nil {
+		return nil
+	}
+	if !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("inspect image %s: %w", img, err)
+	}
+	fmt.Fprintf(r.o.Log, "image %s is not present locally; pulling it\n", img)
+	start := time.Now()
+	resp, err := r.cli.ImagePull(ctx, img, client.ImagePullOptions{})
+	if err == nil {
+		err = resp.Wait(ctx)
+		resp.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("image %s is not present locally and pulling it failed: %w (build or load it, or set image: in the spec to one that is present)", img, err)
+	}
+	fmt.Fprintf(r.o.Log, "pulled %s in %v\n", img, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// WriteConfigs renders every node's container config into the state dir
+// (creating the layout).
+func (r *Runtime) WriteConfigs() error {
+	_, err := confgen.WriteContainer(r.Spec)
+	return err
+}
+
+// checkFree fails when something on the host already listens on the node's
+// port or bus port (with host networking the container would fail to bind).
+func checkFree(n spec.Node) error {
+	var busy []string
+	for _, p := range []int{n.Port, n.BusPort()} {
+		l, err := net.Listen("tcp", net.JoinHostPort(n.Host, strconv.Itoa(p)))
+		if err != nil {
+			busy = append(busy, fmt.Sprintf("port %d is in use on the host (%v)", p, errors.Unwrap(err)))
+			continue
+		}
+		l.Close()
+	}
+	if len(busy) > 0 {
+		return fmt.Errorf("node %s: %s", n.Addr(), strings.Join(busy, "; "))
+	}
+	return nil
+}
+
+// Start creates and starts a container for every node (in parallel) and
+// returns when all answer PING. Existing containers of these nodes that are
+// not running are removed first (their data stays in the state dir). Before
+// anything is created every port and bus port must be free. On failure the
+// containers this call created are removed and the error names each failed
+// node with its logs.
+func (r *Runtime) Start(ctx context.Context, nodes []spec.Node) error {
+	var errs []error
+	for _, n := range nodes {
+		if err := checkFree(n); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	ids := make([]string, len(nodes))
+	errs = make([]error, len(nodes))
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Go(func() {
+			ids[i], errs[i] = r.startOne(sctx, n)
+			if errs[i] != nil {
+				cancel()
+			}
+		})
+	}
+	wg.Wait()
+	var failed []error
+	for _, e := range errs {
+		if e != nil && !errors.Is(e, context.Canceled) {
+			failed = append(failed, e)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		failed = append(failed, fmt.Errorf("start containers: %w", err))
+	}
+	if len(failed) == 0 {
+		return nil
+	}
+	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer rcancel()
+	for i, id := range ids {
+		if id == "" {
+			continue
+		}
+		if _, err := r.cli.ContainerRemove(rctx, id, client.ContainerRemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+			failed = append(failed, fmt.Errorf("node %s: remove container %s: %w", nodes[i].Addr(), ContainerName(r.Spec, nodes[i].Port), err))
+		}
+	}
+	return errors.Join(failed...)
+}
+
+// startOne creates and starts node n's container and waits for PING. It
+// returns the container ID whenever a container was created.
+func (r *Runtime) startOne(ctx context.Context, n spec.Node) (string, error) {
+	s := r.Spec
+	name := ContainerName(s, n.Port)
+	if err := r.removeIfStopped(ctx, name); err != nil {
+		return "", fmt.Errorf("start node %s: %w", n.Addr(), err)
+	}
+	cfg := &container.Config{
+		Image:  s.Image,
+		Cmd:    []string{confgen.ContainerConfFile(n.Port)},
+		User:   fmt.Sprintf("%d:%d", os.Getuid(), os.Getgid()),
+		Labels: Labels(s, n),
+	}
+	hc := &container.HostConfig{
+		NetworkMode: "host",
+		Binds: []string{
+			s.ConfDir() + ":" + confgen.ContainerConfDir + ":ro",
+			s.DataDir(n.Port) + ":" + confgen.ContainerDataDir,
+			s.LogDir() + ":" + confgen.ContainerLogDir,
+		},
+		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyDisabled},
+	}
+	created, err := r.cli.ContainerCreate(ctx, client.ContainerCreateOptions{Config: cfg, HostConfig: hc, Name: name})
+	if err != nil {
+		return "", fmt.Errorf("start node %s: create container %s from %s: %w", n.Addr(), name, s.Image, err)
+	}
+	id := created.ID
+	if _, err := r.cli.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
+		return id, fmt.Errorf("start node %s: start container %s: %w%s", n.Addr(), name, err, r.logs(id, n))
+	}
+	if err := r.waitReady(ctx, id, n); err != nil {
+		return id, fmt.Errorf("start node %s (container %s): %w%s", n.Addr(), name, err, r.logs(id, n))
+	}
+	return id, nil
+}
+
+// removeIfStopped removes the container called name unless it runs.
+func (r *Runtime) removeIfStopped(ctx context.Context, name string) error {
+	res, err := r.cli.ContainerInspect(ctx, name, client.ContainerInspectOptions{})
+	if cerrdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("inspect container %s: %w", name, err)
+	}
+	if st := res.Container.State; st != nil && st.Running {
+		return fmt.Errorf("container %s is already running", name)
+	}
+	if _, err := r.cli.ContainerRemove(ctx, res.Container.ID, client.ContainerRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("remove stopped container %s: %w", name, err)
+	}
+	return nil
+}
+
+// waitReady polls until the node answers PING, failing early when its
+// container stops.
+func (r *Runtime) waitReady(parent context.Context, id string, n spec.Node) error {
+	ctx, cancel := context.WithTimeout(parent, r.o.Ready)
+	defer cancel()
+	var last error
+	for b := newBackoff(); ; {
+		if last = ping(ctx, n, r.o.Conn); last == nil {
+			return nil
+		}
+		res, err := r.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+		if err == nil && res.Container.State != nil && !res.Container.State.Running {
+			return errors.New(describeStopped(ContainerName(r.Spec, n.Port), res.Container.State))
+		}
+		if b.wait(ctx) != nil {
+			if err := parent.Err(); err != nil {
+				return fmt.Errorf("waiting for PING: %w", err)
+			}
+			return fmt.Errorf("not answering PING after %s: %v", r.o.Ready, last)
+		}
+	}
+}
+
+// logs returns, for an error message, the tail of the container's output
+// (config errors go to stderr before the log file is open) and of the
+// node's log file.
+func (r *Runtime) logs(id string, n spec.Node) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var b strings.Builder
+	rc, err := r.cli.ContainerLogs(ctx, id, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Tail: "12"})
+	if err == nil {
+		var out strings.Builder
+		_, _ = stdcopy.StdCopy(&out, &out, io.LimitReader(rc, 64<<10))
+		rc.Close()
+		if t := strings.TrimSpace(out.String()); t != "" {
+			b.WriteString("\n  container output:" + indent(t))
+		}
+	}
+	if t := tailFile(r.Spec.LogFile(n.Port), 12); t != "" {
+		b.WriteString("\n  last lines of " + r.Spec.LogFile(n.Port) + ":" + indent(t))
+	}
+	return b.String()
+}
+
+func tailFile(path string, lines int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	off := max(fi.Size()-4096, 0)
+	data, _ := io.ReadAll(io.NewSectionReader(f, off, fi.Size()-off))
+	ls := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if off > 0 && len(ls) > 0 {
+		ls = ls[1:]
+	}
+	if len(ls) > lines {
+		ls = ls[len(ls)-lines:]
+	}
+	return strings.TrimSpace(strings.Join(ls, "\n"))
+}
+
+func indent(s string) string { return "\n    " + strings.ReplaceAll(s, "\n", "\n    ") }
+
+// Remove force-removes the containers of the given nodes (used to undo a
+// failed up); missing containers are fine.
+func (r *Runtime) Remove(ctx context.Context, nodes []spec.Node) error {
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Go(func() {
+			name := ContainerName(r.Spec, n.Port)
+			if _, err := r.cli.ContainerRemove(ctx, name, client.ContainerRemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+				errs[i] = fmt.Errorf("node %s: remove container %s: %w", n.Addr(), name, err)
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// StopResult is what Stop did to one container.
+type StopResult struct {
+	Addr      string // host:port from the container's labels
+	Container string
+	// Action: "shutdown" (SHUTDOWN, exited), "stop" (the engine's SIGTERM,
+	// SIGKILL), "removed" (it was not running).
+	Action string
+	Detail string
+	Err    error
+}
+
+// Stop stops and removes every container of the spec's dir, including
+// nodes the spec no longer lists: SHUTDOWN through the client port (so the
+// AOF is flushed), then, if the node has not exited within Grace, the
+// engine's stop (SIGTERM, SIGKILL after 3s); then the container is removed.
+// Data stays in the state dir. The returned error joins every failure.
+func (r *Runtime) Stop(ctx context.Context) ([]StopResult, error) {
+	cs, err := r.owned(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res := make([]StopResult, len(cs))
+	var wg sync.WaitGroup
+	for i, c := range cs {
+		wg.Go(func() { res[i] = r.stopOne(ctx, c) })
+	}
+	wg.Wait()
+	var errs []error
+	for _, x := range res {
+		if x.Err != nil {
+			errs = append(errs, x.Err)
+		}
+	}
+	return res, errors.Join(errs...)
+}
+
+func (r *Runtime) stopOne(ctx context.Context, c container.Summary) StopResult {
+	name := strings.TrimPrefix(firstOr(c.Names, c.ID), "/")
+	port, _ := strconv.Atoi(c.Labels[LabelPort])
+	n := spec.Node{Host: c.Labels[LabelHost], Port: port}
+	res := StopResult{Addr: n.Addr(), Container: name, Action: "removed"}
+	fail := func(format string, a ...any) StopResult {
+		res.Err = fmt.Errorf("stop node %s (container %s): %s", n.Addr(), name, fmt.Sprintf(format, a...))
+		return res
+	}
+	if c.State == container.StateRunning || c.State == container.StatePaused || c.State == container.StateRestarting {
+		if c.State == container.StatePaused {
+			_, _ = r.cli.ContainerUnpause(ctx, c.ID, client.ContainerUnpauseOptions{})
+		}
+		res.Action = "shutdown"
+		var why []string
+		sctx, cancel := context.WithTimeout(ctx, r.o.Grace)
+		err := shutdown(sctx, n, r.o.Conn)
+		var rerr redis.Error
+		if errors.As(err, &rerr) {
+			why = append(why, "SHUTDOWN refused: "+err.Error())
+		} else if werr := r.waitStopped(sctx, c.ID); werr != nil {
+			why = append(why, fmt.Sprintf("still running %s after SHUTDOWN", r.o.Grace))
+		}
+		cancel()
+		if len(why) > 0 {
+			res.Action, res.Detail = "stop", strings.Join(why, "; ")
+			timeout := 3
+			if _, err := r.cli.ContainerStop(ctx, c.ID, client.ContainerStopOptions{Timeout: &timeout}); err != nil && !cerrdefs.IsNotFound(err) {
+				return fail("%s; docker stop: %v", res.Detail, err)
+			}
+		}
+	}
+	if _, err := r.cli.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+		return fail("remove: %v", err)
+	}
+	return res
+}
+
+func firstOr(names []string, def string) string {
+	if len(names) > 0 {
+		return names[0]
+	}
+	return def
+}
+
+// shutdown sends SHUTDOWN; a dropped connection is the expected answer.
+func shutdown(ctx context.Context, n spec.Node, conn redisconn.Options) error {
+	c := conn.Node(n.Addr())
+	defer c.Close()
+	err := c.Shutdown(ctx).Err()
+	var rerr redis.Error
+	if errors.As(err, &rerr) {
+		return err
+	}
+	return nil
+}
+
+// waitStopped polls until the container no longer runs.
+func (r *Runtime) waitStopped(ctx context.Context, id string) error {
+	for b := newBackoff(); ; {
+		res, err := r.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+		if cerrdefs.IsNotFound(err) || (err == nil && res.Container.State != nil && !res.Container.State.Running) {
+			return nil
+		}
+		if err := b.wait(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+// backoff sleeps 5ms, 10ms, ... up to 100ms between polls.
+type backoff struct{ d time.Duration }
+
+func newBackoff() *backoff { return &backoff{d: 5 * time.Millisecond} }
+
+func (b *backoff) wait(ctx context.Context) error {
+	t := time.NewTimer(b.d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+	}
+	if b.d *= 2; b.d > 100*time.Millisecond {
+		b.d = 100 * time.Millisecond
+	}
+	return nil
+}
