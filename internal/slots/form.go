@@ -278,6 +278,9 @@ func settle(ctx context.Context, p *Plan, ms []*member) (int, error) {
 		}
 	}
 	lastNudge := map[[2]int]time.Time{}
+	// seen[x] is why x was unsettled the last time it answered: when the
+	// deadline cuts the final round short, that is the useful diagnosis.
+	seen := make([][]string, len(ms))
 	nudges := 0
 	start := time.Now()
 	var bo backoff
@@ -298,7 +301,11 @@ func settle(ctx context.Context, p *Plan, ms []*member) (int, error) {
 		now := time.Now()
 		for x := range ms {
 			if errs[x] != nil {
-				problems[x] = append(problems[x], "CLUSTER NODES: "+errs[x].Error())
+				if ctx.Err() != nil && len(seen[x]) > 0 {
+					problems[x] = seen[x]
+				} else {
+					problems[x] = append(problems[x], "CLUSTER NODES: "+errs[x].Error())
+				}
 				continue
 			}
 			byID := make(map[string]topology.Node, len(views[x]))
@@ -341,6 +348,7 @@ func settle(ctx context.Context, p *Plan, ms []*member) (int, error) {
 			if len(unknown) > 0 {
 				problems[x] = append(problems[x], "does not know "+strings.Join(unknown, ", "))
 			}
+			seen[x] = problems[x]
 		}
 		var nr []NotReady
 		for x, pr := range problems {
