@@ -379,7 +379,13 @@ func TestFailoverAndOldMasterRejoinsAsReplica(t *testing.T) {
 	// Every slot is served: one key per slot through a cluster client.
 	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrsOf(ports[1:])})
 	defer cc.Close()
-	waitFor(t, 20*time.Second, "all 16384 slots served", func() bool {
+	var lastErr error
+	defer func() {
+		if t.Failed() {
+			t.Logf("last error serving every slot: %v", lastErr)
+		}
+	}()
+	waitFor(t, 45*time.Second, "all 16384 slots served", func() bool {
 		cmds, _ := cc.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for s := 0; s < topology.SlotCount; s++ {
 				p.Set(ctx, topology.KeyForSlot(s), s, 0)
@@ -388,6 +394,7 @@ func TestFailoverAndOldMasterRejoinsAsReplica(t *testing.T) {
 		})
 		for _, c := range cmds {
 			if c.Err() != nil {
+				lastErr = fmt.Errorf("%s: %w", c.String(), c.Err())
 				return false
 			}
 		}
