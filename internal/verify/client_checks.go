@@ -12,7 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/rcluster/rcluster/internal/keyslot"
+	"github.com/rcluster/rcluster/internal/topology"
 )
 
 // clientChecks are the operations applications rely on. Each is a small
@@ -74,7 +74,7 @@ func keysOnDistinctMasters(e *Env, prefix string, n int) ([]string, error) {
 	var keys []string
 	for i := 1; i <= 10000 && len(keys) < n; i++ {
 		k := prefix + "_" + strconv.Itoa(i)
-		o := ref[keyslot.Slot(k)]
+		o := ref[topology.HashSlot(k)]
 		if o == "" || owners[o] {
 			continue
 		}
@@ -280,11 +280,8 @@ func (shardedPubSubCheck) run(ctx context.Context, e *Env) error {
 	defer c.Close()
 	for _, m := range e.masters() {
 		r := m.Me.Slots[0]
-		tag, ok := keyslot.TagFor(e.Key("shard")+":", r.Start, r.End, 100000)
-		if !ok {
-			return fmt.Errorf("no channel name found for %s's slots %d-%d", m.Addr, r.Start, r.End)
-		}
-		ch := "{" + tag + "}"
+		// The hash tag is a key of the shard's first slot.
+		ch := e.Key("shard") + ":{" + topology.KeyForSlot(r.Start) + "}"
 		sub := c.SSubscribe(ctx, ch)
 		err := func() error {
 			defer sub.Close()
@@ -338,7 +335,7 @@ func (lc luaCheck) run(ctx context.Context, e *Env) error {
 	setget := redis.NewScript("redis.call('SET', KEYS[1], ARGV[1], 'EX', 60) return redis.call('GET', KEYS[1])")
 	got, err := setget.Run(ctx, c, []string{key}, "v").Text()
 	if err != nil {
-		return fmt.Errorf("script on KEYS[1]=%s (slot %d): %w", key, keyslot.Slot(key), err)
+		return fmt.Errorf("script on KEYS[1]=%s (slot %d): %w", key, topology.HashSlot(key), err)
 	}
 	if got != "v" {
 		return fmt.Errorf("script on KEYS[1] returned %q, want v", got)
@@ -457,7 +454,7 @@ func checkMoved(ctx context.Context, e *Env) error {
 	ref := reference(e.Snap)
 	addrs := addrOf(e.Snap)
 	key := e.Key("moved")
-	slot := keyslot.Slot(key)
+	slot := topology.HashSlot(key)
 	owner := addrs[ref[slot]]
 	var wrong *NodeView
 	for _, m := range ms {
