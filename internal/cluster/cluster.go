@@ -97,23 +97,38 @@ func (c *Cluster) wantState() savedState {
 }
 
 func (c *Cluster) readState() (*savedState, error) {
-	b, err := os.ReadFile(c.statePath())
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
 	var st savedState
-	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, fmt.Errorf("%s: %w", c.statePath(), err)
+	if ok, err := readJSON(c.statePath(), &st); !ok || err != nil {
+		return nil, err
 	}
 	return &st, nil
 }
 
-func (c *Cluster) writeState() error {
-	b, _ := json.MarshalIndent(c.wantState(), "", "  ")
-	return os.WriteFile(c.statePath(), append(b, '\n'), 0o600)
+func (c *Cluster) writeState() error { return writeJSON(c.statePath(), c.wantState()) }
+
+// readJSON decodes the JSON file at path into v; ok is false when the file
+// does not exist.
+func readJSON(path string, v any) (ok bool, err error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return false, fmt.Errorf("%s: %w", path, err)
+	}
+	return true, nil
+}
+
+// writeJSON writes v as indented JSON to path (0600).
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o600)
 }
 
 // ConflictError says the spec no longer matches the cluster on disk.

@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -77,16 +76,9 @@ func (c *Cluster) wantForeignState() foreignState {
 }
 
 func (c *Cluster) readForeignState() (*foreignState, error) {
-	b, err := os.ReadFile(c.statePath())
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
 	var st foreignState
-	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, fmt.Errorf("%s: %w", c.statePath(), err)
+	if ok, err := readJSON(c.statePath(), &st); !ok || err != nil {
+		return nil, err
 	}
 	if st.Runtime == "" {
 		st.Runtime = spec.RuntimeProcess
@@ -99,10 +91,7 @@ func (c *Cluster) readForeignState() (*foreignState, error) {
 	return &st, nil
 }
 
-func (c *Cluster) writeForeignState() error {
-	b, _ := json.MarshalIndent(c.wantForeignState(), "", "  ")
-	return os.WriteFile(c.statePath(), append(b, '\n'), 0o600)
-}
+func (c *Cluster) writeForeignState() error { return writeJSON(c.statePath(), c.wantForeignState()) }
 
 func diffForeignState(saved, want foreignState) []string {
 	var d []string
@@ -180,7 +169,7 @@ func (c *Cluster) bringUp(ctx context.Context, rt nodeRuntime, o UpOptions) (err
 	}
 	if len(frozen) > 0 {
 		return fmt.Errorf("%s %s running but not answering; nothing was started; fix or stop %s first",
-			strings.Join(frozen, ", "), pluralIs(len(frozen)), pluralIt(len(frozen)))
+			strings.Join(frozen, ", "), isAre(len(frozen)), itThem(len(frozen)))
 	}
 	if len(missing) == 0 {
 		qctx, qcancel := context.WithTimeout(ctx, time.Second)
@@ -262,20 +251,6 @@ func writePlan(w io.Writer, p *slots.Plan) {
 		}
 		fmt.Fprintln(w, line)
 	}
-}
-
-func pluralIs(n int) string {
-	if n == 1 {
-		return "is"
-	}
-	return "are"
-}
-
-func pluralIt(n int) string {
-	if n == 1 {
-		return "it"
-	}
-	return "them"
 }
 
 // downForeign is Down for runtimes docker and external.
