@@ -17,10 +17,10 @@ import (
 
 	"github.com/rcluster/rcluster/e2e/containers"
 	"github.com/rcluster/rcluster/internal/dockerrt"
-	"github.com/rcluster/rcluster/internal/keyslot"
 	"github.com/rcluster/rcluster/internal/redisconn"
 	"github.com/rcluster/rcluster/internal/spec"
 	"github.com/rcluster/rcluster/internal/testutil/redistest"
+	"github.com/rcluster/rcluster/internal/topology"
 )
 
 // These tests drive `runtime: docker`: rcluster itself runs every node as a
@@ -158,11 +158,7 @@ func TestDockerRuntimeLifecycle(t *testing.T) {
 		t.Fatalf("masters with one slot range each: %v", masters)
 	}
 	for maddr, r := range masters {
-		tag, ok := keyslot.TagFor("k", r[0], r[1], 100000)
-		if !ok {
-			t.Fatalf("no key for slots %v", r)
-		}
-		key := "{" + tag + "}:docker"
+		key := "{" + topology.KeyForSlot(r[0]) + "}:docker"
 		set := exec.CommandContext(ctx, redisCLI, "-c", "-p", strconv.Itoa(ports[0]), "SET", key, maddr)
 		if out, err := set.CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "OK" {
 			t.Fatalf("redis-cli -c -p %d SET %s: %v %q", ports[0], key, err, out)
@@ -247,9 +243,9 @@ func TestDockerRuntimeLifecycle(t *testing.T) {
 	cc := redisconn.Options{}.Cluster([]string{addr(ports[0])})
 	defer cc.Close()
 	for maddr, r := range masters {
-		tag, _ := keyslot.TagFor("k", r[0], r[1], 100000)
-		if got, err := cc.Get(ctx, "{"+tag+"}:docker").Result(); err != nil || got != maddr {
-			t.Errorf("after restart GET {%s}:docker = %q, %v; want %q", tag, got, err, maddr)
+		key := "{" + topology.KeyForSlot(r[0]) + "}:docker"
+		if got, err := cc.Get(ctx, key).Result(); err != nil || got != maddr {
+			t.Errorf("after restart GET %s = %q, %v; want %q", key, got, err, maddr)
 		}
 	}
 

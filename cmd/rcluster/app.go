@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/rcluster/rcluster/internal/cluster"
+	"github.com/rcluster/rcluster/internal/poll"
 	"github.com/rcluster/rcluster/internal/redisconn"
 	"github.com/rcluster/rcluster/internal/spec"
 	"github.com/rcluster/rcluster/internal/ui"
@@ -266,22 +267,16 @@ func runVerify(ctx context.Context, o verify.Options, wait time.Duration, print 
 	if wait <= 0 {
 		return verify.Run(ctx, o, print)
 	}
-	deadline := time.Now().Add(wait)
-	delay := 100 * time.Millisecond
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	b := poll.Backoff{Min: 100 * time.Millisecond, Max: time.Second}
 	for {
 		rep := verify.Run(ctx, o, nil)
-		if rep.OK || time.Now().Add(delay).After(deadline) || ctx.Err() != nil {
+		if rep.OK || b.Wait(wctx) != nil {
 			for _, r := range rep.Checks {
 				print(r)
 			}
 			return rep
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(delay):
-		}
-		if delay < time.Second {
-			delay *= 2
 		}
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/rcluster/rcluster/internal/poll"
 )
 
 // ErrLocked is returned when another rcluster command holds the state dir.
@@ -25,8 +27,9 @@ func lock(ctx context.Context, dir string, wait time.Duration) (func(), error) {
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
-	deadline := time.Now().Add(wait)
-	delay := 5 * time.Millisecond
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	var b poll.Backoff
 	for {
 		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil {
@@ -38,19 +41,13 @@ func lock(ctx context.Context, dir string, wait time.Duration) (func(), error) {
 			f.Close()
 			return nil, fmt.Errorf("lock %s: %w", path, err)
 		}
-		if time.Now().After(deadline) {
+		if err := b.Wait(wctx); err != nil {
+			f.Close()
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
 			holder, _ := os.ReadFile(path)
-			f.Close()
 			return nil, fmt.Errorf("%w (lock %s held by pid %s); try again when it finishes", ErrLocked, path, trimNL(string(holder)))
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
-		case <-time.After(delay):
-		}
-		if delay < 100*time.Millisecond {
-			delay *= 2
 		}
 	}
 }

@@ -51,6 +51,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/rcluster/rcluster/internal/confgen"
+	"github.com/rcluster/rcluster/internal/poll"
 	"github.com/rcluster/rcluster/internal/redisconn"
 	"github.com/rcluster/rcluster/internal/spec"
 )
@@ -400,7 +401,7 @@ func (r *Runtime) waitReady(parent context.Context, id string, n spec.Node) erro
 	ctx, cancel := context.WithTimeout(parent, r.o.Ready)
 	defer cancel()
 	var last error
-	for b := newBackoff(); ; {
+	for b := (&poll.Backoff{}); ; {
 		if last = ping(ctx, n, r.o.Conn); last == nil {
 			return nil
 		}
@@ -408,7 +409,7 @@ func (r *Runtime) waitReady(parent context.Context, id string, n spec.Node) erro
 		if err == nil && res.Container.State != nil && !res.Container.State.Running {
 			return errors.New(describeStopped(ContainerName(r.Spec, n.Port), res.Container.State))
 		}
-		if b.wait(ctx) != nil {
+		if b.Wait(ctx) != nil {
 			if err := parent.Err(); err != nil {
 				return fmt.Errorf("waiting for PING: %w", err)
 			}
@@ -575,32 +576,13 @@ func shutdown(ctx context.Context, n spec.Node, conn redisconn.Options) error {
 
 // waitStopped polls until the container no longer runs.
 func (r *Runtime) waitStopped(ctx context.Context, id string) error {
-	for b := newBackoff(); ; {
+	for b := (&poll.Backoff{}); ; {
 		res, err := r.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
 		if cerrdefs.IsNotFound(err) || (err == nil && res.Container.State != nil && !res.Container.State.Running) {
 			return nil
 		}
-		if err := b.wait(ctx); err != nil {
+		if err := b.Wait(ctx); err != nil {
 			return err
 		}
 	}
-}
-
-// backoff sleeps 5ms, 10ms, ... up to 100ms between polls.
-type backoff struct{ d time.Duration }
-
-func newBackoff() *backoff { return &backoff{d: 5 * time.Millisecond} }
-
-func (b *backoff) wait(ctx context.Context) error {
-	t := time.NewTimer(b.d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-	}
-	if b.d *= 2; b.d > 100*time.Millisecond {
-		b.d = 100 * time.Millisecond
-	}
-	return nil
 }
