@@ -87,8 +87,16 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				Flags: []cli.Flag{fileFlag,
 					&cli.DurationFlag{Name: "timeout", Value: 60 * time.Second, Usage: "give up (and stop what this run started) after this long"},
 					&cli.BoolFlag{Name: "retain", Usage: "on failure, keep the nodes this run started (for debugging)"},
+					&cli.BoolFlag{Name: "dry-run", Usage: "print the slot plan and configs (as `rcluster render`) and start nothing"},
 				},
 				Action: func(c *cli.Context) error {
+					if c.Bool("dry-run") {
+						s, err := loadSpec(c)
+						if err != nil {
+							return err
+						}
+						return renderAll(stdout, s, true, false)
+					}
 					cl, err := newCluster(c, stderr)
 					if err != nil {
 						return err

@@ -70,3 +70,19 @@ func TestBadSpecReportsEveryProblem(t *testing.T) {
 		t.Errorf("a rejected spec created state: %v", err)
 	}
 }
+
+func TestUpDryRunStartsNothing(t *testing.T) {
+	dir := t.TempDir()
+	out, stderr, code := runCLI(t, dir, "up", "--dry-run")
+	if code != 0 {
+		t.Fatalf("up --dry-run: exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"0-5460", "5461-10922", "10923-16383", "cluster-enabled yes", "redis_7003.conf"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dry run output lacks %q", want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, ".rcluster")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("up --dry-run wrote state: %v", err)
+	}
+}
