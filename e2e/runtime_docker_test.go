@@ -76,7 +76,7 @@ func requireNoRuntimeContainers(t *testing.T, cli *client.Client, dir string) {
 
 // dockerSpec writes a runtime: docker spec for n nodes on a free port block
 // and returns the spec dir, the ports and the state dir.
-func dockerSpec(t *testing.T, n, replicas int) (string, []int, string) {
+func dockerSpec(t *testing.T, n, replicas int, extra ...string) (string, []int, string) {
 	t.Helper()
 	containers.RequireDocker(t)
 	containers.EnsureImage(t, containers.DefaultImage)
@@ -84,7 +84,7 @@ func dockerSpec(t *testing.T, n, replicas int) (string, []int, string) {
 	state := filepath.Join(dir, "state")
 	// Registered before writeSpecIn's `down --purge`, so it runs after it.
 	requireNoRuntimeContainers(t, dockerAPI(t), state)
-	dir, ports := writeSpecIn(t, dir, n, replicas, "runtime: docker\nimage: "+containers.DefaultImage+"\n")
+	dir, ports := writeSpecIn(t, dir, n, replicas, "runtime: docker\nimage: "+containers.DefaultImage+"\n"+strings.Join(extra, ""))
 	return dir, ports, state
 }
 
@@ -301,4 +301,25 @@ func TestDockerRuntimePortInUse(t *testing.T) {
 	if got := runtimeContainers(ctx, t, cli, state); len(got) != 0 {
 		t.Errorf("containers after a failed up: %v", got)
 	}
+}
+
+// TestDockerRuntimeTLSAndAuth: generated TLS material and a password reach
+// the containers (certificates mounted at their host paths), and every
+// command speaks TLS with the password to them.
+func TestDockerRuntimeTLSAndAuth(t *testing.T) {
+	redistest.Integration(t)
+	dir, ports, _ := dockerSpec(t, 3, 0, "tls: {generate: true}\nauth: {password: docker-secret}\n")
+	mustRun(t, dir, "up")
+	mustRun(t, dir, "verify")
+	st := mustRun(t, dir, "status")
+	if strings.Contains(st.stdout+st.stderr, "docker-secret") {
+		t.Errorf("status printed the password:\n%s", st.stdout)
+	}
+	// A plain TCP client is refused: the client port speaks TLS only.
+	plain := redisconn.Options{Password: "docker-secret", Timeout: time.Second}.Node(addr(ports[0]))
+	defer plain.Close()
+	if err := plain.Ping(context.Background()).Err(); err == nil {
+		t.Errorf("plain TCP PING to %s succeeded on a TLS cluster", addr(ports[0]))
+	}
+	mustRun(t, dir, "down", "--purge")
 }

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rcluster/rcluster/internal/confgen"
 	"github.com/rcluster/rcluster/internal/slots"
 	"github.com/rcluster/rcluster/internal/spec"
 )
@@ -129,6 +130,16 @@ func (c *Cluster) upForeign(ctx context.Context, o UpOptions) error {
 	if saved != nil {
 		if d := diffForeignState(*saved, c.wantForeignState()); len(d) > 0 {
 			return &ConflictError{Dir: s.Dir, Diffs: d}
+		}
+	}
+	if s.IsDocker() && s.TLS != nil {
+		// Generated certificates must exist before the runtime's client
+		// (which speaks TLS to the nodes) is made.
+		if err := confgen.EnsureTLS(s); err != nil {
+			return err
+		}
+		if err := c.refreshConn(); err != nil {
+			return err
 		}
 	}
 	rt, err := c.openRuntime(ctx)

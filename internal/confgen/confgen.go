@@ -79,6 +79,14 @@ func Write(s *spec.Spec) ([]string, error) {
 			return nil, err
 		}
 	}
+	return writeConfs(s, confs)
+}
+
+// writeConfs creates the layout (0700: Dir, conf, run, log, db,
+// db/redis_<port>), makes sure the TLS material exists, and writes each
+// node's rendered config (0600) into s.ConfFile(port), in node order.
+func writeConfs(s *spec.Spec, confs [][]byte) ([]string, error) {
+	nodes := s.Nodes()
 	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create state dir: %w", err)
 	}
@@ -87,7 +95,7 @@ func Write(s *spec.Spec) ([]string, error) {
 			return nil, err
 		}
 	}
-	if err := ensureTLS(s); err != nil {
+	if err := EnsureTLS(s); err != nil {
 		return nil, err
 	}
 	paths := make([]string, len(nodes))
@@ -174,9 +182,10 @@ func securityDirectives(s *spec.Spec, n spec.Node) spec.Config {
 	return out
 }
 
-// ensureTLS generates the spec's throwaway TLS material, or checks that the
-// given files are readable.
-func ensureTLS(s *spec.Spec) error {
+// EnsureTLS makes sure the spec's TLS material exists: with generate, a CA
+// and node certificate in s.TLSDir() (created or renewed); with given files,
+// that each is readable.
+func EnsureTLS(s *spec.Spec) error {
 	t := s.TLS
 	if t == nil {
 		return nil

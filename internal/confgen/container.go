@@ -2,7 +2,6 @@ package confgen
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/rcluster/rcluster/internal/spec"
 )
@@ -67,23 +66,5 @@ func WriteContainer(s *spec.Spec) ([]string, error) {
 			return nil, err
 		}
 	}
-	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("create state dir: %w", err)
-	}
-	for _, d := range []string{s.ConfDir(), s.RunDir(), s.LogDir(), s.DBDir()} {
-		if err := privateDir(d); err != nil {
-			return nil, err
-		}
-	}
-	paths := make([]string, len(nodes))
-	for i, n := range nodes {
-		if err := privateDir(s.DataDir(n.Port)); err != nil {
-			return nil, fmt.Errorf("node %d: %w", n.Port, err)
-		}
-		paths[i] = s.ConfFile(n.Port)
-		if err := writeFile(paths[i], confs[i]); err != nil {
-			return nil, fmt.Errorf("node %d: %w", n.Port, err)
-		}
-	}
-	return paths, nil
+	return writeConfs(s, confs)
 }

@@ -39,6 +39,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -363,6 +364,11 @@ func (r *Runtime) startOne(ctx context.Context, n spec.Node) (string, error) {
 		},
 		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyDisabled},
 	}
+	// TLS files are mounted read-only at their host paths, so the config
+	// names the same files inside the container.
+	for _, f := range tlsPaths(s) {
+		hc.Binds = append(hc.Binds, f+":"+f+":ro")
+	}
 	created, err := r.cli.ContainerCreate(ctx, client.ContainerCreateOptions{Config: cfg, HostConfig: hc, Name: name})
 	if err != nil {
 		return "", fmt.Errorf("start node %s: create container %s from %s: %w", n.Addr(), name, s.Image, err)
@@ -585,4 +591,19 @@ func (r *Runtime) waitStopped(ctx context.Context, id string) error {
 			return err
 		}
 	}
+}
+
+// tlsPaths are the distinct TLS files a node reads (none without tls:).
+func tlsPaths(s *spec.Spec) []string {
+	if s.TLS == nil {
+		return nil
+	}
+	f := s.TLSFiles()
+	var out []string
+	for _, p := range []string{f.Cert, f.Key, f.CA, f.ClientCert, f.ClientKey} {
+		if p != "" && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
