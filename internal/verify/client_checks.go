@@ -28,8 +28,8 @@ func clientChecks() []Check {
 		{Name: "lua scripts", Writes: true, Client: true, Run: luaCheck{script: luaSum, args: []any{1, 2}, want: 3}.run},
 		{Name: "concurrent commands", Writes: true, Client: true, Run: concurrencyCheck{workers: 32, opsPerWorker: 32}.run},
 		{Name: "response timeout", Client: true, Run: timeoutCheck{timeout: 200 * time.Millisecond, block: 2 * time.Second, margin: 500 * time.Millisecond}.run},
-		{Name: "MOVED redirection", Client: true, Run: checkMoved},
-		{Name: "geospatial", Writes: true, Client: true, Run: checkGeo},
+		{Name: "MOVED redirection", Client: true, Run: movedCheck{}.run},
+		{Name: "geospatial", Writes: true, Client: true, Run: geoCheck{km: 166.2742}.run},
 	}
 }
 
@@ -273,9 +273,13 @@ func (pc pubsubCheck) run(ctx context.Context, e *Env) error {
 }
 
 // shardedPubSubCheck: SSUBSCRIBE/SPUBLISH on a channel of every shard.
-type shardedPubSubCheck struct{}
+type shardedPubSubCheck struct {
+	// publishElsewhere publishes to another channel of the same shard
+	// (tests only: the subscriber must then miss the message).
+	publishElsewhere bool
+}
 
-func (shardedPubSubCheck) run(ctx context.Context, e *Env) error {
+func (sc shardedPubSubCheck) run(ctx context.Context, e *Env) error {
 	c := e.cluster()
 	defer c.Close()
 	for _, m := range e.masters() {
@@ -288,7 +292,11 @@ func (shardedPubSubCheck) run(ctx context.Context, e *Env) error {
 			if _, err := sub.ReceiveTimeout(ctx, e.Opts.Conn.CallTimeout()); err != nil {
 				return fmt.Errorf("SSUBSCRIBE %s (shard of %s): %w", ch, m.Addr, err)
 			}
-			if err := c.SPublish(ctx, ch, "hello").Err(); err != nil {
+			pubCh := ch
+			if sc.publishElsewhere {
+				pubCh = ch + ":other"
+			}
+			if err := c.SPublish(ctx, pubCh, "hello").Err(); err != nil {
 				return fmt.Errorf("SPUBLISH %s (shard of %s): %w", ch, m.Addr, err)
 			}
 			msg, err := sub.ReceiveTimeout(ctx, e.Opts.Conn.CallTimeout())
@@ -345,7 +353,12 @@ func (lc luaCheck) run(ctx context.Context, e *Env) error {
 
 // concurrencyCheck: many goroutines over one pooled cluster client, SET/GET
 // across all slots; hash-tagged MGET works; cross-slot MGET is refused.
-type concurrencyCheck struct{ workers, opsPerWorker int }
+type concurrencyCheck struct {
+	workers, opsPerWorker int
+	// sameSlotCross makes the "cross-slot" MGET use one hash tag (tests
+	// only: it is then not refused).
+	sameSlotCross bool
+}
 
 func (cc concurrencyCheck) run(ctx context.Context, e *Env) error {
 	c := e.cluster()
@@ -406,6 +419,9 @@ func (cc concurrencyCheck) run(ctx context.Context, e *Env) error {
 	if err != nil {
 		return err
 	}
+	if cc.sameSlotCross {
+		cross = tagged[:2]
+	}
 	if err := c.MGet(ctx, cross...).Err(); err == nil || !strings.Contains(err.Error(), "CROSSSLOT") {
 		return fmt.Errorf("cross-slot MGET %v was not refused with CROSSSLOT (err %v)", cross, err)
 	}
@@ -444,9 +460,14 @@ func (tc timeoutCheck) run(ctx context.Context, e *Env) error {
 	return nil
 }
 
-// checkMoved asks a node that does not own a key's slot and expects MOVED
+// movedCheck asks a node that does not own a key's slot and expects MOVED
 // to the owner the slot map names, for a slot that matches CLUSTER KEYSLOT.
-func checkMoved(ctx context.Context, e *Env) error {
+type movedCheck struct {
+	// askOwner asks the owner instead (tests only: no MOVED comes back).
+	askOwner bool
+}
+
+func (mc movedCheck) run(ctx context.Context, e *Env) error {
 	ms := e.masters()
 	if len(ms) < 2 {
 		return fmt.Errorf("MOVED needs 2 masters, have %d", len(ms))
@@ -458,7 +479,7 @@ func checkMoved(ctx context.Context, e *Env) error {
 	owner := addrs[ref[slot]]
 	var wrong *NodeView
 	for _, m := range ms {
-		if m.Me.ID != ref[slot] {
+		if (m.Me.ID == ref[slot]) == mc.askOwner {
 			wrong = m
 			break
 		}
@@ -480,7 +501,10 @@ func checkMoved(ctx context.Context, e *Env) error {
 	return nil
 }
 
-func checkGeo(ctx context.Context, e *Env) error {
+// geoCheck: GEOADD two cities, GEODIST must be km, GEOSEARCH must find both.
+type geoCheck struct{ km float64 }
+
+func (gc geoCheck) run(ctx context.Context, e *Env) error {
 	c := e.cluster()
 	defer c.Close()
 	key := e.Key("geo")
@@ -494,8 +518,8 @@ func checkGeo(ctx context.Context, e *Env) error {
 	if err != nil {
 		return fmt.Errorf("GEODIST: %w", err)
 	}
-	if math.Abs(d-166.2742) > 0.001 {
-		return fmt.Errorf("GEODIST Palermo Catania = %.4f km, want 166.2742", d)
+	if math.Abs(d-gc.km) > 0.001 {
+		return fmt.Errorf("GEODIST Palermo Catania = %.4f km, want %.4f", d, gc.km)
 	}
 	names, err := c.GeoSearch(ctx, key, &redis.GeoSearchQuery{Longitude: 15, Latitude: 37, Radius: 200, RadiusUnit: "km", Sort: "ASC"}).Result()
 	if err != nil {

@@ -117,12 +117,16 @@ func TestClientChecksFailWhenBroken(t *testing.T) {
 	}
 	env := &Env{Opts: o, Snap: snap, RunID: newRunID()}
 	broken := map[string]func(context.Context, *Env) error{
-		"lua: script returns the wrong value": luaCheck{script: "return tonumber(ARGV[1]) + tonumber(ARGV[2]) + 1", args: []any{1, 2}, want: 3}.run,
-		"pub/sub: subscriber misses messages": pubsubCheck{perChannel: 5, drop: 3}.run,
-		"pipeline: wrong value read back":     pipelineCheck{values: []string{"42", "44"}}.run,
-		"tx: wrong value read back":           txPipelineCheck{values: []string{"45", "45"}}.run,
-		"watch: updates without WATCH race":   watchCheck{clients: 8, increments: 50, skipWatch: true}.run,
-		"timeout: command finishes in time":   timeoutCheck{timeout: 3 * time.Second, block: time.Second, margin: time.Second}.run,
+		"lua: script returns the wrong value":         luaCheck{script: "return tonumber(ARGV[1]) + tonumber(ARGV[2]) + 1", args: []any{1, 2}, want: 3}.run,
+		"pub/sub: subscriber misses messages":         pubsubCheck{perChannel: 5, drop: 3}.run,
+		"pipeline: wrong value read back":             pipelineCheck{values: []string{"42", "44"}}.run,
+		"tx: wrong value read back":                   txPipelineCheck{values: []string{"45", "45"}}.run,
+		"watch: updates without WATCH race":           watchCheck{clients: 8, increments: 50, skipWatch: true}.run,
+		"timeout: command finishes in time":           timeoutCheck{timeout: 3 * time.Second, block: time.Second, margin: time.Second}.run,
+		"sharded pub/sub: message on another channel": shardedPubSubCheck{publishElsewhere: true}.run,
+		"MOVED: asking the owner gets no redirect":    movedCheck{askOwner: true}.run,
+		"geo: wrong distance":                         geoCheck{km: 100}.run,
+		"concurrency: same-slot MGET is not refused":  concurrencyCheck{workers: 2, opsPerWorker: 2, sameSlotCross: true}.run,
 	}
 	for name, fn := range broken {
 		t.Run(name, func(t *testing.T) {
