@@ -228,6 +228,13 @@ func (s *spawn) run(ctx context.Context, o Options) {
 	watchdog := time.AfterFunc(o.Ready, func() { _ = cmd.Process.Kill() })
 	err := cmd.Wait()
 	watchdog.Stop()
+	if errors.Is(err, exec.ErrWaitDelay) {
+		// The launcher exited 0, but its output pipe stayed open for
+		// WaitDelay: the daemon it forked had not yet run far enough to
+		// point its stdio at /dev/null (seen with 100 nodes starting at
+		// once on 2 cores). The output only serves error messages.
+		err = nil
+	}
 	var ee *exec.ExitError
 	s.forked = err == nil || (errors.As(err, &ee) && !ee.Exited())
 	if err != nil {
