@@ -77,10 +77,7 @@ func Identify(ctx context.Context, n Node, o Options) State {
 
 func identify(ctx context.Context, n Node, o Options) (State, *proof) {
 	var st State
-	info, infoErr := infoServer(ctx, n, o)
-	if infoErr == nil {
-		st.Responding = ping(ctx, n, o) == nil
-	}
+	info, infoErr := infoServer(ctx, n, o, &st.Responding)
 	served := ""
 	if infoErr == nil {
 		served = fmt.Sprintf(" (port %d is served by redis-server pid %s)", n.Port, info["process_id"])
@@ -130,20 +127,23 @@ func identify(ctx context.Context, n Node, o Options) (State, *proof) {
 }
 
 // infoServer asks n for INFO server, bounded by the connection timeout.
-func infoServer(ctx context.Context, n Node, o Options) (map[string]string, error) {
+// When pinged is not nil, it also sends PING on the same connection (after
+// a successful INFO) and reports whether it was answered.
+func infoServer(ctx context.Context, n Node, o Options, pinged *bool) (map[string]string, error) {
 	var info string
 	err := withNode(ctx, n, o, func(c *redis.Client) (err error) {
-		info, err = c.Info(ctx, "server").Result()
-		return err
+		if info, err = c.Info(ctx, "server").Result(); err != nil {
+			return err
+		}
+		if pinged != nil {
+			*pinged = c.Ping(ctx).Err() == nil
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	return parseInfo(info), nil
-}
-
-func ping(ctx context.Context, n Node, o Options) error {
-	return withNode(ctx, n, o, func(c *redis.Client) error { return c.Ping(ctx).Err() })
 }
 
 // withNode runs fn with a fresh client to n, after a plain TCP connect has
@@ -160,9 +160,26 @@ func withNode(ctx context.Context, n Node, o Options, fn func(*redis.Client) err
 		return err
 	}
 	conn.Close()
-	c := o.Conn.Node(n.Addr())
+	c := smallClient(o.Conn.Node(n.Addr()))
 	defer c.Close()
 	return fn(c)
+}
+
+// smallBuf is the read and write buffer size of smallClient connections.
+const smallBuf = 4 << 10
+
+// smallClient rebuilds c (unused yet) with 4 KiB buffers and no dedicated
+// pipeline pool, keeping every other option redisconn chose. A client here
+// lives for one or two small replies; go-redis's defaults (32 KiB main-pool
+// buffers, a 128 KiB pipeline pool) made each readiness poll of 100 starting
+// nodes allocate ~64 KiB of garbage.
+func smallClient(c *redis.Client) *redis.Client {
+	opt := *c.Options()
+	_ = c.Close()
+	undoInit(&opt)
+	opt.ReadBufferSize, opt.WriteBufferSize = smallBuf, smallBuf
+	opt.PipelinePoolSize = -1
+	return redis.NewClient(&opt)
 }
 
 // parseInfo turns an INFO reply into key -> value.
@@ -284,4 +301,29 @@ func cmdlineNamesNode(cmdline string, n Node) bool {
 		}
 	}
 	return false
+}
+
+// undoInit maps the values go-redis's option defaulting turned into others
+// back to what asks for them again, so that NewClient defaulting the copy a
+// second time keeps them (0 retries would become 3, no timeout 5s).
+// TestSmallClientKeepsOptions checks the round trip.
+func undoInit(o *redis.Options) {
+	// 0 retries and no backoff come from -1; no timeout (0) comes from -1
+	// and no deadline at all (-1) from -2.
+	if o.MaxRetries == 0 {
+		o.MaxRetries = -1
+	}
+	for _, d := range []*time.Duration{&o.MinRetryBackoff, &o.MaxRetryBackoff} {
+		if *d == 0 {
+			*d = -1
+		}
+	}
+	for _, d := range []*time.Duration{&o.ReadTimeout, &o.WriteTimeout} {
+		switch *d {
+		case 0:
+			*d = -1
+		case -1:
+			*d = -2
+		}
+	}
 }

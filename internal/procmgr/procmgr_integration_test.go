@@ -33,7 +33,7 @@ func TestStartInspectStopThreeNodes(t *testing.T) {
 		if !st.Running || !st.Responding {
 			t.Fatalf("node %d: state %+v, want running and responding", n.Port, st)
 		}
-		info, err := infoServer(ctx, n, o)
+		info, err := infoServer(ctx, n, o, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

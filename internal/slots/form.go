@@ -233,10 +233,11 @@ func form(ctx context.Context, p *Plan, o FormOptions, strategy meetStrategy) (e
 
 	// 6. Converged and serving.
 	addrs := make([]string, len(ms))
+	clients := make([]*redis.Client, len(ms))
 	for i, m := range ms {
-		addrs[i] = m.addr
+		addrs[i], clients[i] = m.addr, m.c
 	}
-	rounds, err := waitReady(ctx, addrs, len(ms), o.Conn)
+	rounds, err := waitReadyWith(ctx, addrs, clients, len(ms))
 	if err != nil {
 		return fmt.Errorf("form: %w", err)
 	}

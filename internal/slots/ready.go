@@ -47,9 +47,15 @@ func CheckReady(ctx context.Context, addrs []string, expectNodes int, o rediscon
 // waitReady is WaitReady; it reports (if log is non-nil) nothing itself and
 // returns the number of polling rounds for diagnostics.
 func waitReady(ctx context.Context, addrs []string, expectNodes int, o redisconn.Options) (int, error) {
-	start := time.Now()
 	clients := dialAll(addrs, o)
 	defer closeAll(clients)
+	return waitReadyWith(ctx, addrs, clients, expectNodes)
+}
+
+// waitReadyWith is waitReady on clients the caller owns (one per addr):
+// Form reuses its own connections instead of opening a second set.
+func waitReadyWith(ctx context.Context, addrs []string, clients []*redis.Client, expectNodes int) (int, error) {
+	start := time.Now()
 	var prev []probe
 	var bo backoff
 	for round := 1; ; round++ {
