@@ -451,7 +451,7 @@ func (c *Cluster) formOrWait(ctx context.Context, addrs []string, begin func(str
 		}
 		writePlan(c.log(), plan)
 		begin(fmt.Sprintf("Forming the cluster (%d masters, %d replicas each)", len(plan.Shards), s.Replicas))
-		ferr := slots.Form(ctx, plan, slots.FormOptions{Conn: c.Conn, Log: c.log()})
+		ferr := slots.Form(ctx, plan, slots.FormOptions{Conn: formConn(c.Conn, len(addrs)), Log: c.log()})
 		st.End(ferr == nil)
 		if ferr != nil {
 			return fmt.Errorf("form cluster: %w", ferr)
@@ -468,6 +468,16 @@ func (c *Cluster) formOrWait(ctx context.Context, addrs []string, begin func(str
 		}
 	}
 	return nil
+}
+
+// formConn gives each call while forming more time on large clusters: with
+// hundreds of nodes handshaking and replicas syncing on a small machine, one
+// node can take seconds to answer. 2s up to ~130 nodes, then 15ms per node.
+func formConn(o redisconn.Options, nodes int) redisconn.Options {
+	if o.Timeout == 0 {
+		o.Timeout = max(2*time.Second, time.Duration(nodes)*15*time.Millisecond)
+	}
+	return o
 }
 
 // preflight checks, before anything is started, everything that would make

@@ -772,7 +772,9 @@ func replicateOne(ctx context.Context, r, master *member) error {
 			if err == nil {
 				return nil
 			}
-			if !strings.Contains(err.Error(), "Unknown node") {
+			// Unknown node: gossip has not settled; a timeout: the node is
+			// busy (hundreds of handshakes on 2 cores). Both are safe to retry.
+			if !strings.Contains(err.Error(), "Unknown node") && !isTimeout(err) {
 				return fmt.Errorf("node %s: CLUSTER REPLICATE %s (%s): %w", r.addr, master.id, master.addr, err)
 			}
 		}
