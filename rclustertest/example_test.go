@@ -6,6 +6,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -39,10 +40,15 @@ func TestExample(t *testing.T) {
 			t.Fatalf("GET user:%d = %d, %v", i, v, err)
 		}
 	}
-	var perMaster []int64
+	var (
+		mu        sync.Mutex // ForEachMaster calls fn concurrently
+		perMaster []int64
+	)
 	err := rdb.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
 		n, err := m.DBSize(ctx).Result()
+		mu.Lock()
 		perMaster = append(perMaster, n)
+		mu.Unlock()
 		return err
 	})
 	if err != nil || len(perMaster) != 3 {

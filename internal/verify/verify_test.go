@@ -3,6 +3,7 @@ package verify
 import (
 	"context"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -145,10 +146,15 @@ func TestClientChecksFailWhenBroken(t *testing.T) {
 	// Every key verify touched is gone.
 	c := o.Conn.Cluster(redistest.Addrs(nodes))
 	defer c.Close()
-	var left []string
+	var (
+		mu   sync.Mutex // ForEachMaster calls fn concurrently
+		left []string
+	)
 	err = c.ForEachMaster(ctx, func(ctx context.Context, m *redisClient) error {
 		keys, err := m.Keys(ctx, "rcluster:verify:*").Result()
+		mu.Lock()
 		left = append(left, keys...)
+		mu.Unlock()
 		return err
 	})
 	if err != nil {
