@@ -22,6 +22,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/rcluster/rcluster/internal/poll"
 	"github.com/rcluster/rcluster/internal/redisconn"
 )
 
@@ -279,7 +280,7 @@ func (s *spawn) waitReady(parent context.Context, o Options) error {
 		if s.daemonPid != 0 && !pidAlive(s.daemonPid) {
 			return fmt.Errorf("redis-server (pid %d) exited during startup", s.daemonPid)
 		}
-		if b.wait(ctx) != nil {
+		if b.Wait(ctx) != nil {
 			if err := parent.Err(); err != nil {
 				return fmt.Errorf("waiting for PING: %w", err)
 			}
@@ -332,7 +333,7 @@ func (s *spawn) rollback(ctx context.Context, o Options) error {
 	defer cancel()
 	for b := newBackoff(); s.daemonPid == 0; {
 		s.learnDaemonPid()
-		if s.daemonPid != 0 || b.wait(wctx) != nil {
+		if s.daemonPid != 0 || b.Wait(wctx) != nil {
 			break
 		}
 	}
@@ -496,7 +497,7 @@ func terminate(ctx context.Context, n Node, o Options, p *proof, shutdown bool) 
 	pctx, cancel := context.WithTimeout(ctx, portWait)
 	defer cancel()
 	for b := newBackoff(); !portRefuses(n); {
-		if err := b.wait(pctx); err != nil {
+		if err := b.Wait(pctx); err != nil {
 			return fail("process exited but %s still accepts connections", n.Addr())
 		}
 	}
@@ -505,7 +506,7 @@ func terminate(ctx context.Context, n Node, o Options, p *proof, shutdown bool) 
 
 func waitGone(ctx context.Context, p *proof) error {
 	for b := newBackoff(); !p.gone(); {
-		if err := b.wait(ctx); err != nil {
+		if err := b.Wait(ctx); err != nil {
 			return err
 		}
 	}
@@ -521,23 +522,9 @@ func pidAlive(pid int) bool {
 	return err == nil && st.state != "Z" && st.state != "X"
 }
 
-// backoff sleeps 2ms, 4ms, ... up to 50ms between polls.
-type backoff struct{ d time.Duration }
-
-func newBackoff() *backoff { return &backoff{d: 2 * time.Millisecond} }
-
-func (b *backoff) wait(ctx context.Context) error {
-	t := time.NewTimer(b.d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-	}
-	if b.d *= 2; b.d > 50*time.Millisecond {
-		b.d = 50 * time.Millisecond
-	}
-	return nil
+// newBackoff polls 2ms, 4ms, ... up to 50ms apart: starts are fast.
+func newBackoff() *poll.Backoff {
+	return &poll.Backoff{Min: 2 * time.Millisecond, Max: 50 * time.Millisecond}
 }
 
 // logTail returns the last lines of a log file, formatted for an error.

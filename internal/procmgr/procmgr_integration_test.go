@@ -110,7 +110,7 @@ func TestStopFlushesAOFAndRestartKeepsData(t *testing.T) {
 		if err = c.Set(ctx, "durable", "yes-42", 0).Err(); err == nil {
 			break
 		}
-		if b.wait(ctx) != nil {
+		if b.Wait(ctx) != nil {
 			t.Fatalf("SET never succeeded: %v", err)
 		}
 	}
@@ -127,7 +127,7 @@ func TestStopFlushesAOFAndRestartKeepsData(t *testing.T) {
 		if got, err = c.Get(ctx, "durable").Result(); err == nil {
 			break
 		}
-		if b.wait(ctx) != nil {
+		if b.Wait(ctx) != nil {
 			t.Fatalf("GET after restart: %v", err)
 		}
 	}

@@ -222,24 +222,6 @@ func TestIdentifyWithoutRedis(t *testing.T) {
 	}
 }
 
-func TestBackoffBounded(t *testing.T) {
-	b := newBackoff()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	for range 8 {
-		if err := b.wait(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if b.d != 50*time.Millisecond {
-		t.Fatalf("backoff grew to %s, want cap 50ms", b.d)
-	}
-	cancel()
-	if err := b.wait(ctx); err == nil {
-		t.Fatal("wait ignored cancelled ctx")
-	}
-}
-
 // A real process that ignores SIGTERM gets SIGKILL, and its zombie (we are
 // its parent and reap it only in cleanup) counts as gone.
 func TestTerminateEscalatesToSIGKILL(t *testing.T) {
