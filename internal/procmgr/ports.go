@@ -67,15 +67,22 @@ func portHolder(p int) string {
 			if inodes[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] {
 				pid := filepath.Base(dir)
 				cmd, _ := os.ReadFile(dir + "/cmdline")
-				c := strings.TrimSpace(strings.ReplaceAll(string(cmd), "\x00", " "))
-				if len(c) > 80 {
-					c = c[:80] + "..."
-				}
-				return fmt.Sprintf(" by pid %s (%s)", pid, c)
+				return fmt.Sprintf(" by pid %s (%s)", pid, cmdlineSummary(cmd))
 			}
 		}
 	}
 	return ""
+}
+
+// cmdlineSummary turns /proc/PID/cmdline into one short line for an
+// error message: NULs and any whitespace inside arguments (python -c
+// scripts, shell snippets) collapse to single spaces, at most 80 runes.
+func cmdlineSummary(raw []byte) string {
+	c := strings.Join(strings.Fields(strings.ReplaceAll(string(raw), "\x00", " ")), " ")
+	if r := []rune(c); len(r) > 80 {
+		c = string(r[:80]) + "..."
+	}
+	return c
 }
 
 // listeningInodes parses /proc/net/tcp{,6} and returns the socket inodes

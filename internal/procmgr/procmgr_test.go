@@ -310,3 +310,16 @@ func TestCheckPortsNamesEveryBusyPort(t *testing.T) {
 		t.Errorf("CheckPorts on a free port: %v", err)
 	}
 }
+
+// A holder started as `python3 -c "<multi-line script>"` must not spread
+// the busy-port error over several lines.
+func TestCmdlineSummaryOneLine(t *testing.T) {
+	raw := []byte("python3\x00-c\x00\nimport socket\n  s=socket.socket()\x00")
+	if got, want := cmdlineSummary(raw), "python3 -c import socket s=socket.socket()"; got != want {
+		t.Fatalf("cmdlineSummary = %q, want %q", got, want)
+	}
+	long := cmdlineSummary([]byte(strings.Repeat("é", 100)))
+	if !strings.HasSuffix(long, "...") || len([]rune(long)) != 83 {
+		t.Fatalf("cmdlineSummary(long) = %q (%d runes), want 80 runes + ...", long, len([]rune(long)))
+	}
+}
