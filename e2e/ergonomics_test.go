@@ -115,7 +115,7 @@ COMP_CWORD=$((${#COMP_WORDS[@]}-1)); _rcluster_complete; echo "${COMPREPLY[*]}"`
 		"rcluster verify --ju":   "--junit",
 		"rcluster env --fo":      "--format",
 		"rcluster completion zs": "zsh",
-		"rcluster up --":         "--file --timeout --retain --quiet --verbose --help",
+		"rcluster up --":         "--file --timeout --retain --dry-run --quiet --verbose --help",
 		"rcluster up -- ":        "", // never runs `up`
 		"rcluster up -f ":        "", // files
 	} {
