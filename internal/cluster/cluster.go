@@ -212,6 +212,8 @@ func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 		st.Start(msg)
 	}
 
+	_, serr := os.Stat(s.Dir)
+	newDir := errors.Is(serr, os.ErrNotExist)
 	unlock, err := lock(ctx, s.Dir, c.lockWait())
 	if err != nil {
 		if errors.Is(err, ErrLocked) || ctx.Err() != nil {
@@ -224,7 +226,14 @@ func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 		}
 		return &PreflightError{Problems: problems}
 	}
-	defer unlock()
+	defer func() {
+		// A failed first up (preflight, bad binary, busy ports) leaves no
+		// state dir behind that `down` or `ls` would take for a cluster.
+		if err != nil && newDir {
+			removeBareStateDir(s.Dir)
+		}
+		unlock()
+	}()
 
 	saved, err := c.readState()
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rcluster/rcluster/internal/poll"
 	"github.com/rcluster/rcluster/internal/redisconn"
 )
 
@@ -236,4 +237,88 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// A first up that fails before writing anything (here: no binary) must not
+// leave a state dir holding only the lock file: `down` then reported
+// "3 were not running; data kept in DIR" for a cluster that never existed.
+func TestUpFailedFirstRunLeavesNoStateDir(t *testing.T) {
+	s := testSpec(t, freePort(t), freePort(t), freePort(t))
+	s.Dir = filepath.Join(t.TempDir(), "state")
+	s.RedisServer = "/nonexistent/redis-server"
+	err := (&Cluster{Spec: s, Log: &bytes.Buffer{}}).Up(context.Background(), UpOptions{Timeout: 10 * time.Second})
+	var pe *PreflightError
+	if !errors.As(err, &pe) {
+		t.Fatalf("Up = %v, want a PreflightError", err)
+	}
+	if _, err := os.Stat(s.Dir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("failed first up left %s behind (stat: %v)", s.Dir, err)
+	}
+	// A state dir that existed before is never removed.
+	s.Dir = t.TempDir()
+	_ = (&Cluster{Spec: s, Log: &bytes.Buffer{}}).Up(context.Background(), UpOptions{Timeout: 10 * time.Second})
+	if _, err := os.Stat(s.Dir); err != nil {
+		t.Fatalf("failed up removed a pre-existing state dir: %v", err)
+	}
+}
+
+// A waiter whose lock file was removed by the holder (removeBareStateDir)
+// must not believe it holds the lock: it retakes it on a fresh file, so a
+// third command still sees the dir as locked.
+func TestLockSurvivesRemovedLockFile(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	ctx := context.Background()
+	unlock, err := lock(ctx, dir, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan func(), 1)
+	errc := make(chan error, 1)
+	go func() {
+		u, err := lock(ctx, dir, 5*time.Second)
+		if err != nil {
+			errc <- err
+			return
+		}
+		got <- u
+	}()
+	// Let the waiter open the old file before it goes away.
+	waitCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	lockPath := filepath.Join(dir, "rcluster.lock")
+	var b poll.Backoff
+	for openCount(lockPath) < 2 {
+		if err := b.Wait(waitCtx); err != nil {
+			t.Fatal("the waiter never opened the lock file")
+		}
+	}
+	removeBareStateDir(dir)
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("removeBareStateDir kept %s: %v", dir, err)
+	}
+	unlock()
+	var u2 func()
+	select {
+	case u2 = <-got:
+	case err := <-errc:
+		t.Fatalf("waiter: %v", err)
+	case <-time.After(5 * time.Second):
+		t.Fatal("waiter did not get the lock")
+	}
+	defer u2()
+	if _, err := lock(ctx, dir, 100*time.Millisecond); !errors.Is(err, ErrLocked) {
+		t.Fatalf("third lock = %v, want ErrLocked (the waiter must hold the live lock file)", err)
+	}
+}
+
+// openCount is how many of this process's descriptors are open on path.
+func openCount(path string) int {
+	fds, _ := os.ReadDir("/proc/self/fd")
+	n := 0
+	for _, fd := range fds {
+		if l, err := os.Readlink("/proc/self/fd/" + fd.Name()); err == nil && l == path {
+			n++
+		}
+	}
+	return n
 }

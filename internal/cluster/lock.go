@@ -32,6 +32,18 @@ func lock(ctx context.Context, dir string, wait time.Duration) (func(), error) {
 	var b poll.Backoff
 	for {
 		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil && !sameFile(f, path) {
+			// The holder removed the lock file (a failed up deleting the
+			// state dir it had created): this lock guards nothing; start over.
+			f.Close()
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return nil, fmt.Errorf("state dir %s: %w", dir, err)
+			}
+			if f, err = os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600); err != nil {
+				return nil, fmt.Errorf("lock %s: %w", path, err)
+			}
+			continue
+		}
 		if err == nil {
 			_ = f.Truncate(0)
 			_, _ = fmt.Fprintf(f, "%d\n", os.Getpid())
@@ -49,6 +61,29 @@ func lock(ctx context.Context, dir string, wait time.Duration) (func(), error) {
 			holder, _ := os.ReadFile(path)
 			return nil, fmt.Errorf("%w (lock %s held by pid %s); try again when it finishes", ErrLocked, path, trimNL(string(holder)))
 		}
+	}
+}
+
+// sameFile reports whether path still names the open file f.
+func sameFile(f *os.File, path string) bool {
+	a, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	b, err := os.Stat(path)
+	return err == nil && os.SameFile(a, b)
+}
+
+// removeBareStateDir deletes dir when it holds nothing but the lock file,
+// i.e. an up that created it failed before writing anything. Call it while
+// holding the lock (lock() copes with the file vanishing under a waiter).
+func removeBareStateDir(dir string) {
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) != 1 || entries[0].Name() != "rcluster.lock" {
+		return
+	}
+	if os.Remove(filepath.Join(dir, "rcluster.lock")) == nil {
+		_ = os.Remove(dir)
 	}
 }
 

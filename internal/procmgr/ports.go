@@ -29,7 +29,11 @@ func checkPorts(n Node) error {
 			what = fmt.Sprintf("cluster bus port %d (port %d + %d)", p, n.Port, busOffset)
 		}
 		if errors.Is(err, syscall.EADDRINUSE) {
-			return fmt.Errorf("%s is already in use%s", what, portHolder(p))
+			holder := portHolder(p)
+			if holder == "" {
+				holder = ephemeralHint(p)
+			}
+			return fmt.Errorf("%s is already in use%s", what, holder)
 		}
 		return fmt.Errorf("%s: cannot listen on %s: %w", what, n.host(), err)
 	}
@@ -67,15 +71,77 @@ func portHolder(p int) string {
 			if inodes[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] {
 				pid := filepath.Base(dir)
 				cmd, _ := os.ReadFile(dir + "/cmdline")
-				c := strings.TrimSpace(strings.ReplaceAll(string(cmd), "\x00", " "))
-				if len(c) > 80 {
-					c = c[:80] + "..."
-				}
-				return fmt.Sprintf(" by pid %s (%s)", pid, c)
+				return fmt.Sprintf(" by pid %s (%s)", pid, cmdlineSummary(cmd))
 			}
 		}
 	}
 	return ""
+}
+
+// tcpStates names the TCP states /proc/net/tcp{,6} uses.
+var tcpStates = map[string]string{"01": "ESTABLISHED", "02": "SYN-SENT", "04": "FIN-WAIT-1",
+	"05": "FIN-WAIT-2", "06": "TIME-WAIT", "08": "CLOSE-WAIT", "09": "LAST-ACK", "0B": "CLOSING"}
+
+// ephemeralHint explains a busy port nobody listens on: a connection
+// (often one in TIME-WAIT, left by a client that has exited) uses it as its
+// local port. Ports inside the kernel's ephemeral range are handed out to
+// outgoing connections, so with ports above 22768 the bus ports (port +
+// 10000) collide now and then. It returns "" when /proc does not show it.
+func ephemeralHint(p int) string {
+	var state string
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		if b, err := os.ReadFile(f); err == nil && state == "" {
+			state = localPortState(string(b), p)
+		}
+	}
+	if state == "" {
+		return ""
+	}
+	hint := fmt.Sprintf(" by a connection in %s using it as its local port", state)
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			lo, _ := strconv.Atoi(f[0])
+			hi, _ := strconv.Atoi(f[1])
+			if p >= lo && p <= hi {
+				hint += fmt.Sprintf(" (%d is in the kernel's ephemeral port range %d-%d, which outgoing connections take from: "+
+					"retry in a minute, or pick ports whose bus ports (port+%d) lie below it)", p, lo, hi, busOffset)
+			}
+		}
+	}
+	return hint
+}
+
+// localPortState returns the state of a non-listening socket whose local
+// port is p in a /proc/net/tcp{,6} table, or "".
+func localPortState(table string, p int) string {
+	for _, line := range strings.Split(table, "\n")[1:] {
+		f := strings.Fields(line)
+		if len(f) < 4 || f[3] == "0A" {
+			continue
+		}
+		_, hexPort, ok := strings.Cut(f[1], ":")
+		if !ok {
+			continue
+		}
+		if v, err := strconv.ParseUint(hexPort, 16, 16); err == nil && int(v) == p {
+			if st, ok := tcpStates[f[3]]; ok {
+				return st
+			}
+			return "state " + f[3]
+		}
+	}
+	return ""
+}
+
+// cmdlineSummary turns /proc/PID/cmdline into one short line for an
+// error message: NULs and any whitespace inside arguments (python -c
+// scripts, shell snippets) collapse to single spaces, at most 80 runes.
+func cmdlineSummary(raw []byte) string {
+	c := strings.Join(strings.Fields(strings.ReplaceAll(string(raw), "\x00", " ")), " ")
+	if r := []rune(c); len(r) > 80 {
+		c = string(r[:80]) + "..."
+	}
+	return c
 }
 
 // listeningInodes parses /proc/net/tcp{,6} and returns the socket inodes

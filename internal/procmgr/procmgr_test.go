@@ -292,3 +292,69 @@ func TestCheckPortsNamesEveryBusyPort(t *testing.T) {
 		t.Errorf("CheckPorts on a free port: %v", err)
 	}
 }
+
+// A holder started as `python3 -c "<multi-line script>"` must not spread
+// the busy-port error over several lines.
+func TestCmdlineSummaryOneLine(t *testing.T) {
+	raw := []byte("python3\x00-c\x00\nimport socket\n  s=socket.socket()\x00")
+	if got, want := cmdlineSummary(raw), "python3 -c import socket s=socket.socket()"; got != want {
+		t.Fatalf("cmdlineSummary = %q, want %q", got, want)
+	}
+	long := cmdlineSummary([]byte(strings.Repeat("é", 100)))
+	if !strings.HasSuffix(long, "...") || len([]rune(long)) != 83 {
+		t.Fatalf("cmdlineSummary(long) = %q (%d runes), want 80 runes + ...", long, len([]rune(long)))
+	}
+}
+
+func TestLocalPortState(t *testing.T) {
+	table := `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1B59 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 111 1 0000000000000000 100 0 0 10 0
+   1: 0100007F:8282 0100007F:5A6C 06 00000000:00000000 03:00000F6A 00000000     0        0 0 3 0000000000000000
+`
+	if got := localPortState(table, 0x8282); got != "TIME-WAIT" {
+		t.Fatalf("localPortState(33410) = %q, want TIME-WAIT", got)
+	}
+	if got := localPortState(table, 7001); got != "" {
+		t.Fatalf("localPortState(7001) = %q, want \"\" (a listener is not a connection)", got)
+	}
+}
+
+// A port nobody listens on but a closed client connection still holds
+// (TIME-WAIT, no SO_REUSEADDR) cannot be bound by redis-server either; the
+// preflight error must say why instead of a bare "already in use".
+func TestCheckPortsExplainsTimeWait(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := l.Accept()
+		if err == nil {
+			accepted <- c
+		}
+		close(accepted)
+	}()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}}
+	c, err := d.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := c.LocalAddr().(*net.TCPAddr).Port
+	c.Close() // the client closes first: its side goes to TIME-WAIT
+	if s := <-accepted; s != nil {
+		buf := make([]byte, 1)
+		_ = s.SetReadDeadline(time.Now().Add(2 * time.Second))
+		_, _ = s.Read(buf) // EOF once the FIN arrived
+		s.Close()
+	}
+	err = checkPorts(Node{Host: "127.0.0.1", Port: local}) // local itself is checked first
+	t.Logf("checkPorts: %v", err)
+	if err == nil {
+		t.Skipf("kernel let port %d be bound over TIME-WAIT", local)
+	}
+	if !strings.Contains(err.Error(), "TIME-WAIT") {
+		t.Fatalf("checkPorts over a TIME-WAIT port %d = %v, want it to name TIME-WAIT", local, err)
+	}
+}
