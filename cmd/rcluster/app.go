@@ -294,6 +294,7 @@ type jsonCheck struct {
 	OK         bool    `json:"ok"`
 	DurationMS float64 `json:"duration_ms"`
 	Detail     string  `json:"detail,omitempty"`
+	Skipped    bool    `json:"skipped,omitempty"`
 }
 
 func writeJSONReport(w io.Writer, rep verify.Report) error {
@@ -303,7 +304,7 @@ func writeJSONReport(w io.Writer, rep verify.Report) error {
 	}{OK: rep.OK, Checks: []jsonCheck{}}
 	for _, c := range rep.Checks {
 		out.Checks = append(out.Checks, jsonCheck{Name: c.Name, OK: c.OK,
-			DurationMS: float64(c.Duration.Microseconds()) / 1000, Detail: c.Detail})
+			DurationMS: float64(c.Duration.Microseconds()) / 1000, Detail: c.Detail, Skipped: c.Skipped})
 	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

@@ -8,6 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/rcluster/rcluster/internal/verify"
 )
 
 func runCLI(t *testing.T, dir string, args ...string) (string, string, int) {
@@ -84,5 +87,25 @@ func TestUpDryRunStartsNothing(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, ".rcluster")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("up --dry-run wrote state: %v", err)
+	}
+}
+
+func TestJUnitMarksSkippedChecks(t *testing.T) {
+	rep := verify.Report{Checks: []verify.Result{
+		{Name: "cluster_state ok", Detail: "127.0.0.1:7001: cluster_state:fail"},
+		{Name: "pipeline across nodes", Skipped: true, Detail: "not run: topology checks failed"},
+	}}
+	var b bytes.Buffer
+	if err := writeJUnit(&b, rep, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	x := b.String()
+	for _, want := range []string{`failures="1"`, `skipped="1"`, `<skipped message="not run: topology checks failed">`, `<failure message="127.0.0.1:7001: cluster_state:fail"`} {
+		if !strings.Contains(x, want) {
+			t.Errorf("JUnit lacks %s:\n%s", want, x)
+		}
+	}
+	if got := len(rep.Failed()); got != 1 {
+		t.Errorf("Failed() counts %d checks, want 1 (skipped ones are not failures)", got)
 	}
 }

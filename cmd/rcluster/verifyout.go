@@ -28,7 +28,10 @@ func verifyLines(c *cli.Context, stderr io.Writer) func(verify.Result) {
 			return
 		}
 		mark := ui.Paint(color, "32", "✓")
-		if !r.OK {
+		switch {
+		case r.Skipped:
+			mark = ui.Paint(color, "33", "-")
+		case !r.OK:
 			mark = ui.Paint(color, "31", "✗")
 		}
 		line := fmt.Sprintf(" %s %s (%s)", mark, r.Name, r.Duration.Round(time.Millisecond))
@@ -67,6 +70,11 @@ type junitCase struct {
 	Classname string        `xml:"classname,attr"`
 	Time      string        `xml:"time,attr"`
 	Failure   *junitFailure `xml:"failure,omitempty"`
+	Skipped   *junitSkipped `xml:"skipped,omitempty"`
+}
+
+type junitSkipped struct {
+	Message string `xml:"message,attr"`
 }
 
 type junitFailure struct {
@@ -85,7 +93,11 @@ func writeJUnit(w io.Writer, rep verify.Report, started time.Time) error {
 	var total time.Duration
 	for _, c := range rep.Checks {
 		jc := junitCase{Name: c.Name, Classname: junitSuiteName, Time: seconds(c.Duration)}
-		if !c.OK {
+		switch {
+		case c.Skipped:
+			jc.Skipped = &junitSkipped{Message: c.Detail}
+			s.Skipped++
+		case !c.OK:
 			msg := c.Detail
 			if msg == "" {
 				msg = "check failed"

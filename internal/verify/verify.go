@@ -42,6 +42,10 @@ type Result struct {
 	OK       bool          `json:"ok"`
 	Duration time.Duration `json:"duration_ns"`
 	Detail   string        `json:"detail,omitempty"`
+	// Skipped: the check did not run (client checks after a topology
+	// failure). It is neither passed nor failed; the report is not OK
+	// anyway, because a topology check failed.
+	Skipped bool `json:"skipped,omitempty"`
 }
 
 // Report is a whole run.
@@ -50,11 +54,11 @@ type Report struct {
 	Checks []Result `json:"checks"`
 }
 
-// Failed returns the failed checks.
+// Failed returns the failed checks (not the skipped ones).
 func (r Report) Failed() []Result {
 	var out []Result
 	for _, c := range r.Checks {
-		if !c.OK {
+		if !c.OK && !c.Skipped {
 			out = append(out, c)
 		}
 	}
@@ -126,7 +130,7 @@ func Run(ctx context.Context, o Options, onResult func(Result)) Report {
 			continue
 		}
 		if c.Client && !topoOK {
-			add(Result{Name: c.Name, OK: false, Detail: "not run: topology checks failed"})
+			add(Result{Name: c.Name, Skipped: true, Detail: "not run: topology checks failed"})
 			continue
 		}
 		r := runOne(ctx, c, env)
