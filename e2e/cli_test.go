@@ -23,8 +23,13 @@ import (
 func writeSpec(t *testing.T, n, replicas int, extra string) (string, []int) {
 	t.Helper()
 	redistest.RequireBinary(t, "redis-server")
+	return writeSpecIn(t, t.TempDir(), n, replicas, extra)
+}
+
+// writeSpecIn is writeSpec into an existing directory.
+func writeSpecIn(t *testing.T, dir string, n, replicas int, extra string) (string, []int) {
+	t.Helper()
 	base := redistest.PortBlock(t, n)
-	dir := t.TempDir()
 	yaml := fmt.Sprintf("name: e2e\nhost: 127.0.0.1\nports: \"%d-%d\"\nreplicas: %d\ndir: ./state\n%s",
 		base, base+n-1, replicas, extra)
 	if err := os.WriteFile(filepath.Join(dir, "cluster.yaml"), []byte(yaml), 0o644); err != nil {

@@ -88,28 +88,6 @@ func dockerSpec(t *testing.T, n, replicas int, extra ...string) (string, []int, 
 	return dir, ports, state
 }
 
-// writeSpecIn is writeSpec into an existing directory.
-func writeSpecIn(t *testing.T, dir string, n, replicas int, extra string) (string, []int) {
-	t.Helper()
-	base := redistest.PortBlock(t, n)
-	yaml := fmt.Sprintf("name: e2e\nhost: 127.0.0.1\nports: \"%d-%d\"\nreplicas: %d\ndir: ./state\n%s",
-		base, base+n-1, replicas, extra)
-	if err := os.WriteFile(filepath.Join(dir, "cluster.yaml"), []byte(yaml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		r := rcluster(t, dir, "down", "--purge")
-		if r.code != 0 {
-			t.Errorf("cleanup: down --purge exit %d: %s", r.code, r.stderr)
-		}
-	})
-	ports := make([]int, n)
-	for i := range ports {
-		ports[i] = base + i
-	}
-	return dir, ports
-}
-
 // TestDockerRuntimeLifecycle: runtime: docker with 6 nodes and 1 replica
 // each goes up, the host follows MOVED to every node with redis-cli -c,
 // verify passes, down keeps the data, up brings it back, and down --purge

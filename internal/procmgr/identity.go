@@ -160,26 +160,9 @@ func withNode(ctx context.Context, n Node, o Options, fn func(*redis.Client) err
 		return err
 	}
 	conn.Close()
-	c := smallClient(o.Conn.Node(n.Addr()))
+	c := o.Conn.SmallNode(n.Addr())
 	defer c.Close()
 	return fn(c)
-}
-
-// smallBuf is the read and write buffer size of smallClient connections.
-const smallBuf = 4 << 10
-
-// smallClient rebuilds c (unused yet) with 4 KiB buffers and no dedicated
-// pipeline pool, keeping every other option redisconn chose. A client here
-// lives for one or two small replies; go-redis's defaults (32 KiB main-pool
-// buffers, a 128 KiB pipeline pool) made each readiness poll of 100 starting
-// nodes allocate ~64 KiB of garbage.
-func smallClient(c *redis.Client) *redis.Client {
-	opt := *c.Options()
-	_ = c.Close()
-	undoInit(&opt)
-	opt.ReadBufferSize, opt.WriteBufferSize = smallBuf, smallBuf
-	opt.PipelinePoolSize = -1
-	return redis.NewClient(&opt)
 }
 
 // parseInfo turns an INFO reply into key -> value.
@@ -301,29 +284,4 @@ func cmdlineNamesNode(cmdline string, n Node) bool {
 		}
 	}
 	return false
-}
-
-// undoInit maps the values go-redis's option defaulting turned into others
-// back to what asks for them again, so that NewClient defaulting the copy a
-// second time keeps them (0 retries would become 3, no timeout 5s).
-// TestSmallClientKeepsOptions checks the round trip.
-func undoInit(o *redis.Options) {
-	// 0 retries and no backoff come from -1; no timeout (0) comes from -1
-	// and no deadline at all (-1) from -2.
-	if o.MaxRetries == 0 {
-		o.MaxRetries = -1
-	}
-	for _, d := range []*time.Duration{&o.MinRetryBackoff, &o.MaxRetryBackoff} {
-		if *d == 0 {
-			*d = -1
-		}
-	}
-	for _, d := range []*time.Duration{&o.ReadTimeout, &o.WriteTimeout} {
-		switch *d {
-		case 0:
-			*d = -1
-		case -1:
-			*d = -2
-		}
-	}
 }

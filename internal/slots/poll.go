@@ -61,47 +61,4 @@ func parallel(n int, f func(i int)) {
 // Replies here are small (CLUSTER NODES of 300 nodes is ~35 KB and is read
 // past the buffer anyway), so 4 KiB buffers and no pipeline pool (pipelines
 // then use the main pool of 2) cost nothing in speed.
-func nodeClient(o redisconn.Options, addr string) *redis.Client {
-	return smallClient(o.Node(addr))
-}
-
-// smallBuf is the read and write buffer size of smallClient connections.
-const smallBuf = 4 << 10
-
-// smallClient rebuilds c (which must not have been used yet) with small
-// buffers, no dedicated pipeline pool and ContextTimeoutEnabled, keeping
-// every other option redisconn chose.
-func smallClient(c *redis.Client) *redis.Client {
-	opt := *c.Options()
-	_ = c.Close()
-	undoInit(&opt)
-	opt.ReadBufferSize, opt.WriteBufferSize = smallBuf, smallBuf
-	opt.PipelinePoolSize = -1
-	opt.ContextTimeoutEnabled = true
-	return redis.NewClient(&opt)
-}
-
-// undoInit maps the values go-redis's option defaulting turned into others
-// back to what asks for them again, so that NewClient defaulting the copy a
-// second time keeps them (0 retries would become 3, no timeout 5s).
-// TestSmallClientKeepsOptions checks the round trip.
-func undoInit(o *redis.Options) {
-	// 0 retries and no backoff come from -1; no timeout (0) comes from -1
-	// and no deadline at all (-1) from -2.
-	if o.MaxRetries == 0 {
-		o.MaxRetries = -1
-	}
-	for _, d := range []*time.Duration{&o.MinRetryBackoff, &o.MaxRetryBackoff} {
-		if *d == 0 {
-			*d = -1
-		}
-	}
-	for _, d := range []*time.Duration{&o.ReadTimeout, &o.WriteTimeout} {
-		switch *d {
-		case 0:
-			*d = -1
-		case -1:
-			*d = -2
-		}
-	}
-}
+func nodeClient(o redisconn.Options, addr string) *redis.Client { return o.SmallNode(addr) }

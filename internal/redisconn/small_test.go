@@ -1,4 +1,4 @@
-package slots
+package redisconn
 
 import (
 	"reflect"
@@ -6,22 +6,20 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/rcluster/rcluster/internal/redisconn"
 )
 
-// smallClient rebuilds a client from its defaulted options; every option
-// but the buffers, the pipeline pool and ContextTimeoutEnabled must survive
-// the second round of go-redis defaulting (no retries stays no retries).
-func TestSmallClientKeepsOptions(t *testing.T) {
-	for _, o := range []redisconn.Options{{}, {Timeout: 300 * time.Millisecond, Password: "pw", Username: "u"}} {
+// SmallNode differs from Node only in the buffers, the pipeline pool and
+// ContextTimeoutEnabled: no retries stays no retries (a retried SHUTDOWN
+// would hit a closed port), timeouts stay the caller's.
+func TestSmallNodeKeepsOptions(t *testing.T) {
+	for _, o := range []Options{{}, {Timeout: 300 * time.Millisecond, Password: "pw", Username: "u"}} {
 		ref := o.Node("127.0.0.1:1")
 		want := *ref.Options()
 		_ = ref.Close()
-		c := nodeClient(o, "127.0.0.1:1")
+		c := o.SmallNode("127.0.0.1:1")
 		got := *c.Options()
 		_ = c.Close()
-		if got.ReadBufferSize != smallBuf || got.WriteBufferSize != smallBuf || got.PipelinePoolSize != -1 || !got.ContextTimeoutEnabled {
+		if got.ReadBufferSize != SmallBuf || got.WriteBufferSize != SmallBuf || got.PipelinePoolSize != -1 || !got.ContextTimeoutEnabled {
 			t.Fatalf("buffers %d/%d, pipeline pool %d, context timeouts %t", got.ReadBufferSize, got.WriteBufferSize, got.PipelinePoolSize, got.ContextTimeoutEnabled)
 		}
 		compareOptions(t, want, got, "ReadBufferSize", "WriteBufferSize", "PipelinePoolSize", "ContextTimeoutEnabled")
