@@ -175,7 +175,12 @@ func form(ctx context.Context, p *Plan, o FormOptions, strategy meetStrategy) (e
 	logf("form: pre-check: %d nodes reachable, cluster-enabled and empty", len(ms))
 
 	// 2. Slots and config epochs on the masters.
-	lowered := lowerIdleTimeouts(ctx, ms)
+	// Large clusters: see largeMin for what changes and why.
+	large := len(ms) >= largeMin || o.forceLarge
+	lowered := 0
+	if !large {
+		lowered = lowerIdleTimeouts(ctx, ms)
+	}
 	if lowered > 0 {
 		defer func() {
 			if rerr := restoreTimeouts(ctx, ms); rerr != nil {
@@ -205,11 +210,15 @@ func form(ctx context.Context, p *Plan, o FormOptions, strategy meetStrategy) (e
 			return err
 		}
 		logf("form: replicate: %d replicas attached", len(ms)-len(p.Shards))
-		n, err = meet(ctx, ms, b)
-		if err != nil {
-			return err
+		if large {
+			logf("form: meet: no second round for %d nodes; gossip introduces the rest", len(ms))
+		} else {
+			n, err = meet(ctx, ms, b)
+			if err != nil {
+				return err
+			}
+			logf("form: meet: %d CLUSTER MEET sent (every remaining pair)", n)
 		}
-		logf("form: meet: %d CLUSTER MEET sent (every remaining pair)", n)
 	} else {
 		n, err := meet(ctx, ms, meetEdges(len(ms), strategy))
 		if err != nil {
@@ -222,9 +231,20 @@ func form(ctx context.Context, p *Plan, o FormOptions, strategy meetStrategy) (e
 		logf("form: replicate: %d replicas attached", len(ms)-len(p.Shards))
 	}
 
-	// 5. Make every node's view of every other complete (see settle).
+	// 5. Make every node's view of every other complete (see settle), or,
+	// for large clusters, let gossip do it and watch cheaply (see gossipWait).
+	var maxPoll time.Duration
+	lim := settleLimits{}
+	if large {
+		polls, err := gossipWait(ctx, ms)
+		if err != nil {
+			return err
+		}
+		logf("form: gossip: every node knows all %d nodes (%d polls)", len(ms), polls)
+		maxPoll, lim = largePoll, largeSettle
+	}
 	if !o.noSettle {
-		nudges, err := settle(ctx, p, ms)
+		nudges, err := settle(ctx, p, ms, lim)
 		if err != nil {
 			return err
 		}
@@ -237,7 +257,7 @@ func form(ctx context.Context, p *Plan, o FormOptions, strategy meetStrategy) (e
 	for i, m := range ms {
 		addrs[i], clients[i] = m.addr, m.c
 	}
-	rounds, err := waitReadyWith(ctx, addrs, clients, len(ms))
+	rounds, err := waitReadyWith(ctx, addrs, clients, len(ms), maxPoll)
 	if err != nil {
 		return fmt.Errorf("form: %w", err)
 	}
@@ -258,7 +278,7 @@ func form(ctx context.Context, p *Plan, o FormOptions, strategy meetStrategy) (e
 // to CLUSTER MEET X again: X then receives a MEET from a known sender and
 // applies Y's header (slots, role, master) at once. Each (Y, X) pair is
 // nudged at most once per nudgeEvery. It returns the number of nudges.
-func settle(ctx context.Context, p *Plan, ms []*member) (int, error) {
+func settle(ctx context.Context, p *Plan, ms []*member, lim settleLimits) (int, error) {
 	type want struct {
 		master   bool
 		slots    topology.SlotRange
@@ -284,7 +304,10 @@ func settle(ctx context.Context, p *Plan, ms []*member) (int, error) {
 	seen := make([][]string, len(ms))
 	nudges := 0
 	start := time.Now()
-	var bo backoff
+	bo := backoff{max: lim.maxPoll}
+	if lim.every <= 0 {
+		lim.every = nudgeEvery
+	}
 	for {
 		views := make([][]topology.Node, len(ms))
 		errs := make([]error, len(ms))
@@ -299,6 +322,7 @@ func settle(ctx context.Context, p *Plan, ms []*member) (int, error) {
 		// not settled (for the error at the deadline).
 		send := make([][]int, len(ms))
 		problems := make([][]string, len(ms))
+		budget := lim.perRound
 		now := time.Now()
 		for x := range ms {
 			if errs[x] != nil {
@@ -341,7 +365,8 @@ func settle(ctx context.Context, p *Plan, ms []*member) (int, error) {
 					continue
 				}
 				problems[x] = append(problems[x], bad)
-				if now.Sub(lastNudge[[2]int{y, x}]) >= nudgeEvery {
+				if now.Sub(lastNudge[[2]int{y, x}]) >= lim.every && (lim.perRound <= 0 || budget > 0) {
+					budget--
 					lastNudge[[2]int{y, x}] = now
 					send[y] = append(send[y], x)
 				}
@@ -375,6 +400,84 @@ func settle(ctx context.Context, p *Plan, ms []*member) (int, error) {
 		}
 	}
 }
+
+// largeMin is the cluster size from which Form stops driving every
+// handshake and lets Redis's gossip do most of the work. A cluster of n
+// nodes needs n(n-1)/2 handshakes, and in steady state every pair pings each
+// other every cluster-node-timeout/2 with ~n/10 gossip entries per message.
+// Measured at 300 nodes (150+150) on 2 cores with the small-cluster approach
+// the settle phase's nudges (each one a CLUSTER MEET: a new handshake and
+// connection) grew with the load they caused and the cluster never formed
+// (load average 243). From largeMin nodes Form therefore: leaves
+// cluster-node-timeout alone (a lower one doubles the ping traffic and lets
+// busy nodes time out handshakes and flag each other as failing); sends only
+// the first MEET round (masters along chords, each replica to its master)
+// and leaves the other introductions to gossip, watching them with one
+// cheap CLUSTER INFO per node (gossipWait); then settles with a budget
+// (largeSettle: each pair nudged at most every 3s, at most 150 nudges and
+// one round of views per largePoll: one round of 300 full CLUSTER NODES
+// views costs ~0.1s of CPU on each side); the ready check also polls at most
+// every largePoll.
+const largeMin = 150
+
+// largePoll is the polling interval cap for large clusters (largeMin).
+const largePoll = 500 * time.Millisecond
+
+// gossipWait polls CLUSTER INFO on every node (every largePoll at most)
+// until each knows every node: one cheap command per node while gossip does
+// the introductions. It returns the number of polling rounds; at ctx's end
+// its error names the nodes that were not there yet and what they last said.
+func gossipWait(ctx context.Context, ms []*member) (int, error) {
+	start := time.Now()
+	want := strconv.Itoa(len(ms))
+	last := make([]string, len(ms))
+	bo := backoff{max: largePoll}
+	for round := 1; ; round++ {
+		parallel(len(ms), func(i int) {
+			s, err := ms[i].c.ClusterInfo(ctx).Result()
+			if err != nil {
+				if ctx.Err() == nil || last[i] == "" {
+					last[i] = "CLUSTER INFO: " + err.Error()
+				}
+				return
+			}
+			inf := topology.ParseInfo(s)
+			last[i] = ""
+			if k := inf["cluster_known_nodes"]; k != want {
+				last[i] = fmt.Sprintf("cluster_known_nodes:%s (want %s)", k, want)
+			}
+		})
+		var nr []NotReady
+		for i, w := range last {
+			if w != "" {
+				nr = append(nr, NotReady{Addr: ms[i].addr, Reason: w})
+			}
+		}
+		if len(nr) == 0 {
+			return round, nil
+		}
+		if err := bo.wait(ctx); err != nil {
+			total, more := len(nr), ""
+			if len(nr) > 10 {
+				more = fmt.Sprintf("; and %d more", len(nr)-10)
+				nr = nr[:10]
+			}
+			return round, fmt.Errorf("form: cluster not ready after %s: %d of %d nodes not ok: %s%s: %w",
+				time.Since(start).Round(time.Millisecond), total, len(ms), FormatNotReady(nr), more, err)
+		}
+	}
+}
+
+// settleLimits bound settle's work; the zero value is the small-cluster
+// behaviour (nudgeEvery, no cap, pollMax).
+type settleLimits struct {
+	every    time.Duration // nudge one pair at most this often
+	perRound int           // at most this many nudges per round (0: no cap)
+	maxPoll  time.Duration // longest delay between rounds
+}
+
+// largeSettle are settle's limits for large clusters (largeMin).
+var largeSettle = settleLimits{every: 3 * time.Second, perRound: 150, maxPoll: largePoll}
 
 // nudgeEvery spaces repeated nudges of the same pair: a MEET handshake
 // needs a cluster cron tick (100ms) or two to go through.

@@ -1,6 +1,7 @@
 package slots
 
 import (
+	"context"
 	"reflect"
 	"testing"
 	"time"
@@ -54,5 +55,31 @@ func compareOptions(t *testing.T, want, got redis.Options, except ...string) {
 	}
 	if checked < 10 {
 		t.Fatalf("only %d options compared", checked)
+	}
+}
+
+// A backoff with max set never waits longer than max; without it, pollMax.
+func TestBackoffMax(t *testing.T) {
+	ctx := context.Background()
+	b := backoff{max: 20 * time.Millisecond}
+	for i := 0; i < 5; i++ {
+		if err := b.wait(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if b.d > 20*time.Millisecond {
+			t.Fatalf("after wait %d the next delay is %s, want <= 20ms", i+1, b.d)
+		}
+	}
+	if b.d != 20*time.Millisecond {
+		t.Fatalf("delay settled at %s, want 20ms", b.d)
+	}
+	dd := backoff{d: 4 * pollMax}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := dd.wait(cctx); err == nil {
+		t.Fatal("wait on a cancelled context returned nil")
+	}
+	if dd.d != pollMax {
+		t.Fatalf("without max the delay is capped at %s, got %s", pollMax, dd.d)
 	}
 }
