@@ -130,6 +130,8 @@ const defaultMeet = meetStaged
 // REPLICATEs as soon as it knows its master's id); meet (all remaining
 // pairs); settle (nudge nodes whose view of another is incomplete); ready
 // (WaitReady). Everything polls with short backoff under ctx; nothing sleeps.
+// From largeMin nodes the second meet is replaced by a gossip wait and
+// settle runs on a budget (see largeMin).
 //
 // Timing: a master cannot report cluster_state:ok earlier than 2s after it
 // started (CLUSTER_WRITABLE_DELAY), so Form takes ~2s for 3..30 nodes,
