@@ -180,8 +180,12 @@ func form(ctx context.Context, p *Plan, o FormOptions, strategy meetStrategy) (e
 	// Large clusters: see largeMin for what changes and why.
 	large := len(ms) >= largeMin || o.forceLarge
 	lowered := 0
+	hint := func(err error) error { return err }
 	if !large {
 		lowered = lowerIdleTimeouts(ctx, ms)
+	} else if h := largeTimeoutHint(ctx, ms); h != "" {
+		// Read now, while the nodes still answer quickly.
+		hint = func(err error) error { return fmt.Errorf("%w (%s)", err, h) }
 	}
 	if lowered > 0 {
 		defer func() {
@@ -240,7 +244,7 @@ func form(ctx context.Context, p *Plan, o FormOptions, strategy meetStrategy) (e
 	if large {
 		polls, err := gossipWait(ctx, ms)
 		if err != nil {
-			return err
+			return hint(err)
 		}
 		logf("form: gossip: every node knows all %d nodes (%d polls)", len(ms), polls)
 		maxPoll, lim = largePoll, largeSettle
@@ -248,7 +252,7 @@ func form(ctx context.Context, p *Plan, o FormOptions, strategy meetStrategy) (e
 	if !o.noSettle {
 		nudges, err := settle(ctx, p, ms, lim)
 		if err != nil {
-			return err
+			return hint(err)
 		}
 		logf("form: settle: every node sees every other's slots and role (%d nudges)", nudges)
 	}
@@ -261,7 +265,7 @@ func form(ctx context.Context, p *Plan, o FormOptions, strategy meetStrategy) (e
 	}
 	rounds, err := waitReadyWith(ctx, addrs, clients, len(ms), maxPoll)
 	if err != nil {
-		return fmt.Errorf("form: %w", err)
+		return hint(fmt.Errorf("form: %w", err))
 	}
 	logf("form: ready: %d nodes agree, cluster_state:ok, replicas linked, masters serve reads (%d checks)", len(ms), rounds)
 	return nil
@@ -480,6 +484,31 @@ type settleLimits struct {
 
 // largeSettle are settle's limits for large clusters (largeMin).
 var largeSettle = settleLimits{every: 3 * time.Second, perRound: 150, maxPoll: largePoll}
+
+// largeTimeoutHint is nodeTimeoutHint for the first node's
+// cluster-node-timeout ("" when it cannot be read): added to a large
+// cluster's forming error, it says what to change.
+func largeTimeoutHint(ctx context.Context, ms []*member) string {
+	v, err := ms[0].c.ConfigGet(ctx, "cluster-node-timeout").Result()
+	if err != nil {
+		return ""
+	}
+	t, _ := strconv.Atoi(v["cluster-node-timeout"])
+	return nodeTimeoutHint(t, len(ms))
+}
+
+// nodeTimeoutHint says what to do when cluster-node-timeout (ms) is below
+// ~100ms per node: every pair of nodes pings each other every node-timeout/2,
+// and measured on 2 cores a 300-node cluster at 5000 overloads the host
+// while 30000 leaves room (docs/bench.md). "" when the timeout is fine.
+func nodeTimeoutHint(timeoutMS, nodes int) string {
+	want := nodes * 100
+	if timeoutMS <= 0 || timeoutMS >= want {
+		return ""
+	}
+	return fmt.Sprintf("cluster-node-timeout %d is low for %d nodes: their heartbeat traffic grows with the square of the node count; "+
+		"on a small machine set config: {cluster-node-timeout: %d} in the spec", timeoutMS, nodes, want)
+}
 
 // nudgeEvery spaces repeated nudges of the same pair: a MEET handshake
 // needs a cluster cron tick (100ms) or two to go through.
