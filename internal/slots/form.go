@@ -130,6 +130,8 @@ const defaultMeet = meetStaged
 // REPLICATEs as soon as it knows its master's id); meet (all remaining
 // pairs); settle (nudge nodes whose view of another is incomplete); ready
 // (WaitReady). Everything polls with short backoff under ctx; nothing sleeps.
+// From largeMin nodes the second meet is replaced by a gossip wait and
+// settle runs on a budget (see largeMin).
 //
 // Timing: a master cannot report cluster_state:ok earlier than 2s after it
 // started (CLUSTER_WRITABLE_DELAY), so Form takes ~2s for 3..30 nodes,
@@ -175,7 +177,16 @@ func form(ctx context.Context, p *Plan, o FormOptions, strategy meetStrategy) (e
 	logf("form: pre-check: %d nodes reachable, cluster-enabled and empty", len(ms))
 
 	// 2. Slots and config epochs on the masters.
-	lowered := lowerIdleTimeouts(ctx, ms)
+	// Large clusters: see largeMin for what changes and why.
+	large := len(ms) >= largeMin || o.forceLarge
+	lowered := 0
+	hint := func(err error) error { return err }
+	if !large {
+		lowered = lowerIdleTimeouts(ctx, ms)
+	} else if h := largeTimeoutHint(ctx, ms); h != "" {
+		// Read now, while the nodes still answer quickly.
+		hint = func(err error) error { return fmt.Errorf("%w (%s)", err, h) }
+	}
 	if lowered > 0 {
 		defer func() {
 			if rerr := restoreTimeouts(ctx, ms); rerr != nil {
@@ -205,11 +216,15 @@ func form(ctx context.Context, p *Plan, o FormOptions, strategy meetStrategy) (e
 			return err
 		}
 		logf("form: replicate: %d replicas attached", len(ms)-len(p.Shards))
-		n, err = meet(ctx, ms, b)
-		if err != nil {
-			return err
+		if large {
+			logf("form: meet: no second round for %d nodes; gossip introduces the rest", len(ms))
+		} else {
+			n, err = meet(ctx, ms, b)
+			if err != nil {
+				return err
+			}
+			logf("form: meet: %d CLUSTER MEET sent (every remaining pair)", n)
 		}
-		logf("form: meet: %d CLUSTER MEET sent (every remaining pair)", n)
 	} else {
 		n, err := meet(ctx, ms, meetEdges(len(ms), strategy))
 		if err != nil {
@@ -222,11 +237,22 @@ func form(ctx context.Context, p *Plan, o FormOptions, strategy meetStrategy) (e
 		logf("form: replicate: %d replicas attached", len(ms)-len(p.Shards))
 	}
 
-	// 5. Make every node's view of every other complete (see settle).
-	if !o.noSettle {
-		nudges, err := settle(ctx, p, ms)
+	// 5. Make every node's view of every other complete (see settle), or,
+	// for large clusters, let gossip do it and watch cheaply (see gossipWait).
+	var maxPoll time.Duration
+	lim := settleLimits{}
+	if large {
+		polls, err := gossipWait(ctx, ms)
 		if err != nil {
-			return err
+			return hint(err)
+		}
+		logf("form: gossip: every node knows all %d nodes (%d polls)", len(ms), polls)
+		maxPoll, lim = largePoll, largeSettle
+	}
+	if !o.noSettle {
+		nudges, err := settle(ctx, p, ms, lim)
+		if err != nil {
+			return hint(err)
 		}
 		logf("form: settle: every node sees every other's slots and role (%d nudges)", nudges)
 	}
@@ -237,9 +263,9 @@ func form(ctx context.Context, p *Plan, o FormOptions, strategy meetStrategy) (e
 	for i, m := range ms {
 		addrs[i], clients[i] = m.addr, m.c
 	}
-	rounds, err := waitReadyWith(ctx, addrs, clients, len(ms))
+	rounds, err := waitReadyWith(ctx, addrs, clients, len(ms), maxPoll)
 	if err != nil {
-		return fmt.Errorf("form: %w", err)
+		return hint(fmt.Errorf("form: %w", err))
 	}
 	logf("form: ready: %d nodes agree, cluster_state:ok, replicas linked, masters serve reads (%d checks)", len(ms), rounds)
 	return nil
@@ -258,7 +284,7 @@ func form(ctx context.Context, p *Plan, o FormOptions, strategy meetStrategy) (e
 // to CLUSTER MEET X again: X then receives a MEET from a known sender and
 // applies Y's header (slots, role, master) at once. Each (Y, X) pair is
 // nudged at most once per nudgeEvery. It returns the number of nudges.
-func settle(ctx context.Context, p *Plan, ms []*member) (int, error) {
+func settle(ctx context.Context, p *Plan, ms []*member, lim settleLimits) (int, error) {
 	type want struct {
 		master   bool
 		slots    topology.SlotRange
@@ -284,7 +310,10 @@ func settle(ctx context.Context, p *Plan, ms []*member) (int, error) {
 	seen := make([][]string, len(ms))
 	nudges := 0
 	start := time.Now()
-	var bo backoff
+	bo := backoff{max: lim.maxPoll}
+	if lim.every <= 0 {
+		lim.every = nudgeEvery
+	}
 	for {
 		views := make([][]topology.Node, len(ms))
 		errs := make([]error, len(ms))
@@ -299,6 +328,7 @@ func settle(ctx context.Context, p *Plan, ms []*member) (int, error) {
 		// not settled (for the error at the deadline).
 		send := make([][]int, len(ms))
 		problems := make([][]string, len(ms))
+		budget := lim.perRound
 		now := time.Now()
 		for x := range ms {
 			if errs[x] != nil {
@@ -341,7 +371,8 @@ func settle(ctx context.Context, p *Plan, ms []*member) (int, error) {
 					continue
 				}
 				problems[x] = append(problems[x], bad)
-				if now.Sub(lastNudge[[2]int{y, x}]) >= nudgeEvery {
+				if now.Sub(lastNudge[[2]int{y, x}]) >= lim.every && (lim.perRound <= 0 || budget > 0) {
+					budget--
 					lastNudge[[2]int{y, x}] = now
 					send[y] = append(send[y], x)
 				}
@@ -374,6 +405,109 @@ func settle(ctx context.Context, p *Plan, ms []*member) (int, error) {
 				time.Since(start).Round(time.Millisecond), FormatNotReady(nr), err)
 		}
 	}
+}
+
+// largeMin is the cluster size from which Form stops driving every
+// handshake and lets Redis's gossip do most of the work. A cluster of n
+// nodes needs n(n-1)/2 handshakes, and in steady state every pair pings each
+// other every cluster-node-timeout/2 with ~n/10 gossip entries per message.
+// Measured at 300 nodes (150+150) on 2 cores with the small-cluster approach
+// the settle phase's nudges (each one a CLUSTER MEET: a new handshake and
+// connection) grew with the load they caused and the cluster never formed
+// (load average 243). From largeMin nodes Form therefore: leaves
+// cluster-node-timeout alone (a lower one doubles the ping traffic and lets
+// busy nodes time out handshakes and flag each other as failing); sends only
+// the first MEET round (masters along chords, each replica to its master)
+// and leaves the other introductions to gossip, watching them with one
+// cheap CLUSTER INFO per node (gossipWait); then settles with a budget
+// (largeSettle: each pair nudged at most every 3s, at most 150 nudges and
+// one round of views per largePoll: one round of 300 full CLUSTER NODES
+// views costs ~0.1s of CPU on each side); the ready check also polls at most
+// every largePoll.
+const largeMin = 150
+
+// largePoll is the polling interval cap for large clusters (largeMin).
+const largePoll = 500 * time.Millisecond
+
+// gossipWait polls CLUSTER INFO on every node (every largePoll at most)
+// until each knows every node: one cheap command per node while gossip does
+// the introductions. It returns the number of polling rounds; at ctx's end
+// its error names the nodes that were not there yet and what they last said.
+func gossipWait(ctx context.Context, ms []*member) (int, error) {
+	start := time.Now()
+	want := strconv.Itoa(len(ms))
+	last := make([]string, len(ms))
+	bo := backoff{max: largePoll}
+	for round := 1; ; round++ {
+		parallel(len(ms), func(i int) {
+			s, err := ms[i].c.ClusterInfo(ctx).Result()
+			if err != nil {
+				if ctx.Err() == nil || last[i] == "" {
+					last[i] = "CLUSTER INFO: " + err.Error()
+				}
+				return
+			}
+			inf := topology.ParseInfo(s)
+			last[i] = ""
+			if k := inf["cluster_known_nodes"]; k != want {
+				last[i] = fmt.Sprintf("cluster_known_nodes:%s (want %s)", k, want)
+			}
+		})
+		var nr []NotReady
+		for i, w := range last {
+			if w != "" {
+				nr = append(nr, NotReady{Addr: ms[i].addr, Reason: w})
+			}
+		}
+		if len(nr) == 0 {
+			return round, nil
+		}
+		if err := bo.wait(ctx); err != nil {
+			total, more := len(nr), ""
+			if len(nr) > 10 {
+				more = fmt.Sprintf("; and %d more", len(nr)-10)
+				nr = nr[:10]
+			}
+			return round, fmt.Errorf("form: cluster not ready after %s: %d of %d nodes not ok: %s%s: %w",
+				time.Since(start).Round(time.Millisecond), total, len(ms), FormatNotReady(nr), more, err)
+		}
+	}
+}
+
+// settleLimits bound settle's work; the zero value is the small-cluster
+// behaviour (nudgeEvery, no cap, pollMax).
+type settleLimits struct {
+	every    time.Duration // nudge one pair at most this often
+	perRound int           // at most this many nudges per round (0: no cap)
+	maxPoll  time.Duration // longest delay between rounds
+}
+
+// largeSettle are settle's limits for large clusters (largeMin).
+var largeSettle = settleLimits{every: 3 * time.Second, perRound: 150, maxPoll: largePoll}
+
+// largeTimeoutHint is nodeTimeoutHint for the first node's
+// cluster-node-timeout ("" when it cannot be read): added to a large
+// cluster's forming error, it says what to change.
+func largeTimeoutHint(ctx context.Context, ms []*member) string {
+	v, err := ms[0].c.ConfigGet(ctx, "cluster-node-timeout").Result()
+	if err != nil {
+		return ""
+	}
+	t, _ := strconv.Atoi(v["cluster-node-timeout"])
+	return nodeTimeoutHint(t, len(ms))
+}
+
+// nodeTimeoutHint says what to do when cluster-node-timeout (ms) is below
+// ~100ms per node: every pair of nodes pings each other every node-timeout/2,
+// and measured on 2 cores a 300-node cluster at 5000 overloads the host
+// while 30000 leaves room (docs/bench.md). "" when the timeout is fine.
+func nodeTimeoutHint(timeoutMS, nodes int) string {
+	want := nodes * 100
+	if timeoutMS <= 0 || timeoutMS >= want {
+		return ""
+	}
+	return fmt.Sprintf("cluster-node-timeout %d is low for %d nodes: their heartbeat traffic grows with the square of the node count; "+
+		"on a small machine set config: {cluster-node-timeout: %d} in the spec", timeoutMS, nodes, want)
 }
 
 // nudgeEvery spaces repeated nudges of the same pair: a MEET handshake

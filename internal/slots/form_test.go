@@ -468,3 +468,38 @@ func TestFormIdleNodesRestoresNodeTimeout(t *testing.T) {
 		}
 	}
 }
+
+// The large-cluster path (largeMin: one MEET round, no nudges, gossip and
+// Redis's own pings do the rest) forms a correct cluster too; forced here
+// on 6 nodes so it runs in seconds.
+func TestFormLargePath(t *testing.T) {
+	redistest.Integration(t)
+	nodes := redistest.Start(t, 6)
+	p, err := NewPlan(specNodes(nodes), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var log bytes.Buffer
+	start := time.Now()
+	if err := Form(ctx, p, FormOptions{Log: &log, forceLarge: true}); err != nil {
+		t.Fatalf("Form: %v\nlog:\n%s", err, log.String())
+	}
+	t.Logf("Form (large path) of 6 nodes took %s:\n%s", time.Since(start).Round(time.Millisecond), log.String())
+	lines := strings.Split(strings.TrimSpace(log.String()), "\n")
+	phases := []string{"form: pre-check:", "form: slots:", "form: meet:", "form: replicate:", "form: meet: no second round", "form: gossip:", "form: settle:", "form: ready:"}
+	if len(lines) != len(phases) {
+		t.Fatalf("want one log line per phase %q, got:\n%s", phases, log.String())
+	}
+	for i, ph := range phases {
+		if !strings.HasPrefix(lines[i], ph) {
+			t.Errorf("log line %d = %q, want phase %q", i, lines[i], ph)
+		}
+	}
+	assertMatchesPlan(t, p)
+	clusterCheck(t, nodes[0].Addr)
+	if nr := CheckReady(ctx, p.Addrs(), 6, redisconn.Options{}); nr != nil {
+		t.Fatalf("CheckReady after Form: %s", FormatNotReady(nr))
+	}
+}

@@ -206,7 +206,7 @@ func meetTrial(t *testing.T, n int, s meetStrategy, idle bool) string {
 	}
 	nudges := -1
 	if os.Getenv("RCLUSTER_NO_SETTLE") != "1" {
-		nudges, err = settle(ctx, p, ms)
+		nudges, err = settle(ctx, p, ms, settleLimits{})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -17,7 +17,10 @@ const (
 	pollMax   = 100 * time.Millisecond
 )
 
-type backoff struct{ d time.Duration }
+type backoff struct {
+	d   time.Duration
+	max time.Duration // longest delay; 0 means pollMax
+}
 
 // wait sleeps for the next delay or until ctx ends (then it returns ctx.Err()).
 func (b *backoff) wait(ctx context.Context) error {
@@ -26,7 +29,11 @@ func (b *backoff) wait(ctx context.Context) error {
 	}
 	t := time.NewTimer(b.d)
 	defer t.Stop()
-	b.d = min(2*b.d, pollMax)
+	limit := b.max
+	if limit <= 0 {
+		limit = pollMax
+	}
+	b.d = min(2*b.d, limit)
 	select {
 	case <-ctx.Done():
 		return ctx.Err()

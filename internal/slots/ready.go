@@ -49,15 +49,16 @@ func CheckReady(ctx context.Context, addrs []string, expectNodes int, o rediscon
 func waitReady(ctx context.Context, addrs []string, expectNodes int, o redisconn.Options) (int, error) {
 	clients := dialAll(addrs, o)
 	defer closeAll(clients)
-	return waitReadyWith(ctx, addrs, clients, expectNodes)
+	return waitReadyWith(ctx, addrs, clients, expectNodes, 0)
 }
 
 // waitReadyWith is waitReady on clients the caller owns (one per addr):
 // Form reuses its own connections instead of opening a second set.
-func waitReadyWith(ctx context.Context, addrs []string, clients []*redis.Client, expectNodes int) (int, error) {
+// maxPoll caps the delay between rounds (0: pollMax).
+func waitReadyWith(ctx context.Context, addrs []string, clients []*redis.Client, expectNodes int, maxPoll time.Duration) (int, error) {
 	start := time.Now()
 	var prev []probe
-	var bo backoff
+	bo := backoff{max: maxPoll}
 	for round := 1; ; round++ {
 		res := probeRound(ctx, addrs, clients, expectNodes)
 		if ctx.Err() != nil {

@@ -46,7 +46,8 @@ type FormOptions struct {
 	// Log receives one line per phase (may be nil).
 	Log io.Writer
 
-	noSettle bool // for the experiment: skip the settle phase
+	noSettle   bool // for the experiment: skip the settle phase
+	forceLarge bool // for tests: the large-cluster path (largeMin) at any size
 }
 
 // Form and WaitReady are in form.go; readiness checks in ready.go.
