@@ -335,3 +335,28 @@ func TestRedisAcceptsConfig(t *testing.T) {
 		t.Fatalf("redis-server did not exit after SHUTDOWN NOSAVE")
 	}
 }
+
+func TestLargeClustersGetALongerNodeTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		ports, extra string
+		want         string
+	}{
+		{`"20000-20002"`, "", "cluster-node-timeout 5000\n"},
+		{`"20000-20149"`, "", "cluster-node-timeout 15000\n"},
+		{`"20000-20299"`, "replicas: 1\n", "cluster-node-timeout 30000\n"},
+		{`"20000-20299"`, "config:\n  cluster-node-timeout: 20000\n", "cluster-node-timeout 20000\n"},
+	} {
+		yaml := "ports: " + tc.ports + "\n" + tc.extra
+		s, err := spec.Parse([]byte(yaml), filepath.Join(t.TempDir(), "cluster.yaml"))
+		if err != nil {
+			t.Fatalf("%s: %v", yaml, err)
+		}
+		conf, err := Render(s, s.Nodes()[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := string(conf); !strings.Contains(got, tc.want) || strings.Count(got, "cluster-node-timeout") != 1 {
+			t.Errorf("%s: config lacks a single %q", yaml, strings.TrimSpace(tc.want))
+		}
+	}
+}
