@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/rcluster/rcluster/internal/poll"
 	"github.com/rcluster/rcluster/internal/redisconn"
 	"github.com/rcluster/rcluster/internal/spec"
 	"github.com/rcluster/rcluster/internal/topology"
@@ -310,7 +311,7 @@ func settle(ctx context.Context, p *Plan, ms []*member, lim settleLimits) (int, 
 	seen := make([][]string, len(ms))
 	nudges := 0
 	start := time.Now()
-	bo := backoff{max: lim.maxPoll}
+	bo := poll.Backoff{Max: lim.maxPoll}
 	if lim.every <= 0 {
 		lim.every = nudgeEvery
 	}
@@ -400,7 +401,7 @@ func settle(ctx context.Context, p *Plan, ms []*member, lim settleLimits) (int, 
 		if _, err := meet(ctx, ms, send); err != nil {
 			return nudges, err
 		}
-		if err := bo.wait(ctx); err != nil {
+		if err := bo.Wait(ctx); err != nil {
 			return nudges, fmt.Errorf("form: cluster not ready after %s: nodes do not see the planned cluster: %s: %w",
 				time.Since(start).Round(time.Millisecond), FormatNotReady(nr), err)
 		}
@@ -437,7 +438,7 @@ func gossipWait(ctx context.Context, ms []*member) (int, error) {
 	start := time.Now()
 	want := strconv.Itoa(len(ms))
 	last := make([]string, len(ms))
-	bo := backoff{max: largePoll}
+	bo := poll.Backoff{Max: largePoll}
 	for round := 1; ; round++ {
 		parallel(len(ms), func(i int) {
 			s, err := ms[i].c.ClusterInfo(ctx).Result()
@@ -462,7 +463,7 @@ func gossipWait(ctx context.Context, ms []*member) (int, error) {
 		if len(nr) == 0 {
 			return round, nil
 		}
-		if err := bo.wait(ctx); err != nil {
+		if err := bo.Wait(ctx); err != nil {
 			total, more := len(nr), ""
 			if len(nr) > 10 {
 				more = fmt.Sprintf("; and %d more", len(nr)-10)
@@ -475,7 +476,7 @@ func gossipWait(ctx context.Context, ms []*member) (int, error) {
 }
 
 // settleLimits bound settle's work; the zero value is the small-cluster
-// behaviour (nudgeEvery, no cap, pollMax).
+// behaviour (nudgeEvery, no cap, poll.Backoff's 100ms).
 type settleLimits struct {
 	every    time.Duration // nudge one pair at most this often
 	perRound int           // at most this many nudges per round (0: no cap)
@@ -838,7 +839,7 @@ func meet(ctx context.Context, ms []*member, edges [][]int) (int, error) {
 		m := ms[i]
 		// MEET can be repeated safely (a known node's handshake is just
 		// dropped), so a network timeout on a busy node is retried.
-		var bo backoff
+		var bo poll.Backoff
 		for {
 			cmds, err := m.c.Pipelined(ctx, func(pl redis.Pipeliner) error {
 				for _, j := range edges[i] {
@@ -850,7 +851,7 @@ func meet(ctx context.Context, ms []*member, edges [][]int) (int, error) {
 			if err == nil {
 				return
 			}
-			if isTimeout(err) && ctx.Err() == nil && bo.wait(ctx) == nil {
+			if isTimeout(err) && ctx.Err() == nil && bo.Wait(ctx) == nil {
 				continue
 			}
 			for k, c := range cmds {
@@ -896,7 +897,7 @@ func replicate(ctx context.Context, ms []*member) error {
 }
 
 func replicateOne(ctx context.Context, r, master *member) error {
-	var bo backoff
+	var bo poll.Backoff
 	var last string
 	for {
 		last = ""
@@ -913,7 +914,7 @@ func replicateOne(ctx context.Context, r, master *member) error {
 			}
 		}
 		last = err.Error()
-		if werr := bo.wait(ctx); werr != nil {
+		if werr := bo.Wait(ctx); werr != nil {
 			return fmt.Errorf("node %s never learned its master %s (%s): %s: %w", r.addr, master.addr, master.id, last, werr)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rcluster/rcluster/internal/poll"
 	"github.com/rcluster/rcluster/internal/redisconn"
 	"github.com/rcluster/rcluster/internal/spec"
 	"github.com/rcluster/rcluster/internal/testutil/redistest"
@@ -169,9 +170,9 @@ func TestFormRefusesNonEmptyNode(t *testing.T) {
 			return
 		}
 		// A fresh master answers CLUSTERDOWN for its first ~2s.
-		var bo backoff
+		var bo poll.Backoff
 		for c.Set(ctx, "somekey", "v", 0).Err() != nil {
-			if err := bo.wait(ctx); err != nil {
+			if err := bo.Wait(ctx); err != nil {
 				errs[i] = fmt.Errorf("SET on %s never succeeded: %w", full[i].Addr, err)
 				return
 			}

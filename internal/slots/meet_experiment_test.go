@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rcluster/rcluster/internal/poll"
 	"github.com/rcluster/rcluster/internal/redisconn"
 	"github.com/rcluster/rcluster/internal/testutil/redistest"
 	"github.com/rcluster/rcluster/internal/topology"
@@ -94,7 +95,7 @@ func TestMeetStrategyExperiment(t *testing.T) {
 
 // waitKnown polls until every node knows all n nodes, handshakes done.
 func waitKnown(t *testing.T, ctx context.Context, ms []*member, n int) {
-	var bo backoff
+	var bo poll.Backoff
 	for {
 		ok := make([]bool, len(ms))
 		parallel(len(ms), func(i int) {
@@ -120,7 +121,7 @@ func waitKnown(t *testing.T, ctx context.Context, ms []*member, n int) {
 		if all {
 			return
 		}
-		if err := bo.wait(ctx); err != nil {
+		if err := bo.Wait(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -279,14 +280,14 @@ func waitUptime(t *testing.T, ctx context.Context, nodes []*redistest.Node, secs
 	t.Helper()
 	for _, nd := range nodes {
 		c := redisconn.Options{}.Node(nd.Addr)
-		var bo backoff
+		var bo poll.Backoff
 		for {
 			info, err := c.Info(ctx, "server").Result()
 			up, _ := strconv.Atoi(topology.ParseInfo(info)["uptime_in_seconds"])
 			if err == nil && up >= secs {
 				break
 			}
-			if err := bo.wait(ctx); err != nil {
+			if err := bo.Wait(ctx); err != nil {
 				c.Close()
 				t.Fatal(err)
 			}

@@ -1,47 +1,16 @@
 package slots
 
 import (
-	"context"
 	"sync"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/rcluster/rcluster/internal/redisconn"
 )
 
-// Polling: every wait in this package is a poll with a short, growing delay
-// (5ms doubling up to 100ms) under the caller's context. No fixed sleeps.
-const (
-	pollFirst = 5 * time.Millisecond
-	pollMax   = 100 * time.Millisecond
-)
-
-type backoff struct {
-	d   time.Duration
-	max time.Duration // longest delay; 0 means pollMax
-}
-
-// wait sleeps for the next delay or until ctx ends (then it returns ctx.Err()).
-func (b *backoff) wait(ctx context.Context) error {
-	if b.d == 0 {
-		b.d = pollFirst
-	}
-	t := time.NewTimer(b.d)
-	defer t.Stop()
-	limit := b.max
-	if limit <= 0 {
-		limit = pollMax
-	}
-	b.d = min(2*b.d, limit)
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
+// Polling: every wait in this package is a poll.Backoff (5ms doubling up to
+// 100ms, or a larger Max for large clusters) under the caller's context.
+// No fixed sleeps.
 // parallel runs f(i) for i in [0,n) concurrently and waits for all.
 func parallel(n int, f func(i int)) {
 	var wg sync.WaitGroup

@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/rcluster/rcluster/internal/poll"
 	"github.com/rcluster/rcluster/internal/redisconn"
 	"github.com/rcluster/rcluster/internal/topology"
 )
@@ -54,11 +55,11 @@ func waitReady(ctx context.Context, addrs []string, expectNodes int, o redisconn
 
 // waitReadyWith is waitReady on clients the caller owns (one per addr):
 // Form reuses its own connections instead of opening a second set.
-// maxPoll caps the delay between rounds (0: pollMax).
+// maxPoll caps the delay between rounds (0: poll.Backoff's 100ms).
 func waitReadyWith(ctx context.Context, addrs []string, clients []*redis.Client, expectNodes int, maxPoll time.Duration) (int, error) {
 	start := time.Now()
 	var prev []probe
-	bo := backoff{max: maxPoll}
+	bo := poll.Backoff{Max: maxPoll}
 	for round := 1; ; round++ {
 		res := probeRound(ctx, addrs, clients, expectNodes)
 		if ctx.Err() != nil {
@@ -82,7 +83,7 @@ func waitReadyWith(ctx context.Context, addrs []string, clients []*redis.Client,
 			return round, nil
 		}
 		prev = res
-		if err := bo.wait(ctx); err != nil {
+		if err := bo.Wait(ctx); err != nil {
 			return round, fmt.Errorf("cluster not ready after %s (%d checks): %s: %w",
 				time.Since(start).Round(time.Millisecond), round, FormatNotReady(nr), err)
 		}
