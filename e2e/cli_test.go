@@ -130,11 +130,7 @@ func TestUpVerifyDownLifecycle(t *testing.T) {
 	}
 
 	mustRun(t, dir, "down")
-	for _, p := range ports {
-		if !portFree(p) || !portFree(p+10000) {
-			t.Errorf("port %d (or its bus port) still listening after down", p)
-		}
-	}
+	assertNothingLeft(t, ports)
 	if r := rcluster(t, dir, "verify"); r.code != 1 {
 		t.Errorf("verify on a stopped cluster: exit %d, want 1", r.code)
 	}
@@ -156,11 +152,7 @@ func TestUpVerifyDownLifecycle(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "state")); !os.IsNotExist(err) {
 		t.Errorf("state dir still exists after down --purge: %v", err)
 	}
-	for _, p := range ports {
-		if !portFree(p) {
-			t.Errorf("port %d still listening after down --purge", p)
-		}
-	}
+	assertNothingLeft(t, ports)
 }
 
 func TestUpWithReplicas(t *testing.T) {

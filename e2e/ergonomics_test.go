@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/xml"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -25,24 +24,8 @@ import (
 // env sets it) and optional stdin.
 func rclusterRaw(t *testing.T, dir string, env []string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, args...)
-	cmd.Dir = dir
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "TERM=xterm-256color"}, env...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-	case err != nil:
-		t.Fatalf("run rcluster %v: %v", args, err)
-	}
-	t.Logf("$ rcluster %s  (exit %d)\n%s%s", strings.Join(args, " "), code, out.String(), errb.String())
-	return result{out.String(), errb.String(), code}
+	base := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "TERM=xterm-256color"}
+	return runBinary(t, dir, append(base, env...), nil, args...)
 }
 
 // initCluster writes <dir>/<name>.yaml with `rcluster init` for n nodes on

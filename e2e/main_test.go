@@ -49,14 +49,36 @@ type result struct {
 // rcluster runs the binary with args in dir and returns its output and exit code.
 func rcluster(t *testing.T, dir string, args ...string) result {
 	t.Helper()
+	return runBinary(t, dir, append(os.Environ(), "NO_COLOR=1"), nil, args...)
+}
+
+// runBinary runs the binary in dir with exactly env, calling during (when
+// non-nil) every 20ms while it runs, and returns its output and exit code.
+func runBinary(t *testing.T, dir string, env []string, during func(), args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, binary, args...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "NO_COLOR=1")
+	cmd.Env = env
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start rcluster %v: %v", args, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	for waiting := true; waiting; {
+		if during != nil {
+			during()
+		}
+		select {
+		case err = <-done:
+			waiting = false
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 	code := 0
 	var ee *exec.ExitError
 	switch {

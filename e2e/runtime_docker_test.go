@@ -203,11 +203,7 @@ func TestDockerRuntimeLifecycle(t *testing.T) {
 	if got := runtimeContainers(ctx, t, cli, state); len(got) != 0 {
 		t.Errorf("containers after down: %v, want none", got)
 	}
-	for _, p := range ports {
-		if !portFree(p) || !portFree(p+10000) {
-			t.Errorf("port %d (or its bus port) still listening after down", p)
-		}
-	}
+	assertNothingLeft(t, ports)
 	if _, err := os.Stat(filepath.Join(state, "db", "redis_"+strconv.Itoa(ports[0]), "nodes-"+strconv.Itoa(ports[0])+".conf")); err != nil {
 		t.Errorf("down lost the data: %v", err)
 	}

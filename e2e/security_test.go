@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -39,44 +38,19 @@ func rclusterEnv(t *testing.T, dir string, env []string, args ...string) result 
 // the instant between fork and exec, still running rcluster's image.
 func rclusterWatch(t *testing.T, dir string, env, secrets []string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, args...)
-	cmd.Dir = dir
-	cmd.Env = append(append(os.Environ(), "NO_COLOR=1"), env...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start rcluster %v: %v", args, err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	var err error
-	if len(secrets) == 0 {
-		err = <-done
-	} else {
-		for waiting := true; waiting; {
+	var during func()
+	if len(secrets) > 0 {
+		during = func() {
+			if len(secrets) == 0 {
+				return
+			}
 			if leak := procLeak(secrets, binary); leak != "" {
 				t.Errorf("while rcluster %s ran: %s", strings.Join(args, " "), leak)
 				secrets = nil // report once
 			}
-			select {
-			case err = <-done:
-				waiting = false
-			case <-time.After(20 * time.Millisecond):
-			}
 		}
 	}
-	code := 0
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-	case err != nil:
-		t.Fatalf("run rcluster %v: %v", args, err)
-	}
-	t.Logf("$ rcluster %s  (exit %d)\n%s%s", strings.Join(args, " "), code, out.String(), errb.String())
-	return result{out.String(), errb.String(), code}
+	return runBinary(t, dir, append(append(os.Environ(), "NO_COLOR=1"), env...), during, args...)
 }
 
 func mustRunEnv(t *testing.T, dir string, env []string, args ...string) result {
@@ -311,11 +285,7 @@ func TestAuthPasswordEnvAndACLUser(t *testing.T) {
 	}
 
 	run("down")
-	for _, p := range ports {
-		if !portFree(p) {
-			t.Errorf("port %d still listening after down", p)
-		}
-	}
+	assertNothingLeft(t, ports)
 
 	// Restart from nodes.conf: replicas re-link with masterauth.
 	up := run("up")
@@ -355,11 +325,7 @@ func TestAuthPasswordEnvAndACLUser(t *testing.T) {
 	if _, err := os.Stat(state); !os.IsNotExist(err) {
 		t.Errorf("state dir still exists after down --purge: %v", err)
 	}
-	for _, p := range ports {
-		if !portFree(p) {
-			t.Errorf("port %d still listening after down --purge", p)
-		}
-	}
+	assertNothingLeft(t, ports)
 }
 
 func TestTLSGenerated(t *testing.T) {
@@ -469,11 +435,7 @@ func TestTLSGenerated(t *testing.T) {
 	if _, err := os.Stat(state); !os.IsNotExist(err) {
 		t.Errorf("state dir (with its TLS material) still exists after down --purge: %v", err)
 	}
-	for _, p := range ports {
-		if !portFree(p) || !portFree(p+10000) {
-			t.Errorf("port %d (or its bus port) still listening after down --purge", p)
-		}
-	}
+	assertNothingLeft(t, ports)
 }
 
 func TestAuthAndTLSWithGivenFiles(t *testing.T) {
@@ -530,11 +492,7 @@ tls:
 	}
 
 	mustRun(t, dir, "down", "--purge")
-	for _, p := range ports {
-		if !portFree(p) {
-			t.Errorf("port %d still listening after down --purge", p)
-		}
-	}
+	assertNothingLeft(t, ports)
 	if _, err := os.Stat(f.CA); err != nil {
 		t.Errorf("down --purge touched the user's CA outside the state dir: %v", err)
 	}
