@@ -18,8 +18,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/logging"
+
+	"github.com/rcluster/rcluster/internal/poll"
+	"github.com/rcluster/rcluster/internal/redisconn"
 )
 
 func init() {
@@ -170,22 +172,16 @@ func Addrs(nodes []*Node) []string {
 
 // WaitPing polls addr with PING (short backoff) until it answers or ctx ends.
 func WaitPing(ctx context.Context, addr string) error {
-	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second,
-		ReadTimeout: time.Second, DisableIdentity: true, Protocol: 2})
+	c := redisconn.Options{Timeout: time.Second}.Node(addr)
 	defer c.Close()
-	delay := 5 * time.Millisecond
+	var b poll.Backoff
 	for {
 		err := c.Ping(ctx).Err()
 		if err == nil {
 			return nil
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
-		case <-time.After(delay):
-		}
-		if delay < 100*time.Millisecond {
-			delay *= 2
+		if werr := b.Wait(ctx); werr != nil {
+			return fmt.Errorf("%w (last error: %v)", werr, err)
 		}
 	}
 }
@@ -213,7 +209,7 @@ func CreateCluster(t testing.TB, nodes []*Node, replicas int) {
 // nodes, and every replica's link to its master is up.
 func WaitClusterOK(ctx context.Context, nodes []*Node) error {
 	var last string
-	delay := 10 * time.Millisecond
+	b := poll.Backoff{Min: 10 * time.Millisecond, Max: 200 * time.Millisecond}
 	for {
 		last = ""
 		for _, n := range nodes {
@@ -225,20 +221,14 @@ func WaitClusterOK(ctx context.Context, nodes []*Node) error {
 		if last == "" {
 			return nil
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w: %s", ctx.Err(), last)
-		case <-time.After(delay):
-		}
-		if delay < 200*time.Millisecond {
-			delay *= 2
+		if err := b.Wait(ctx); err != nil {
+			return fmt.Errorf("%w: %s", err, last)
 		}
 	}
 }
 
 func nodeNotReady(ctx context.Context, addr string, n int) string {
-	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second,
-		ReadTimeout: time.Second, DisableIdentity: true, Protocol: 2})
+	c := redisconn.Options{Timeout: time.Second}.Node(addr)
 	defer c.Close()
 	info, err := c.ClusterInfo(ctx).Result()
 	if err != nil {
