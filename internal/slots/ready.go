@@ -36,17 +36,44 @@ func FormatNotReady(nr []NotReady) string {
 }
 
 // CheckReady probes every addr once (in parallel) and returns the nodes
-// that are not ready, with reasons, in addrs order; nil means ready. The
-// checks are those of WaitReady.
+// that are not ready and why (nil when the cluster is usable), by the same
+// rules as WaitReady.
 func CheckReady(ctx context.Context, addrs []string, expectNodes int, o redisconn.Options) []NotReady {
-	clients := dialAll(addrs, o)
-	defer closeAll(clients)
-	res := probeRound(ctx, addrs, clients, expectNodes)
-	return judge(addrs, res, expectNodes)
+	return check(ctx, addrs, expectNodes, o, false).NotReady
 }
 
-// waitReady is WaitReady; it reports (if log is non-nil) nothing itself and
-// returns the number of polling rounds for diagnostics.
+// Health is one round of readiness checks (see Check).
+type Health struct {
+	// NotReady lists the nodes that are not ready and why (nil: usable).
+	NotReady []NotReady
+	// Servers[i] is who answered at addrs[i]: its process_id and tcp_port
+	// from INFO server (zero when it did not answer), so a caller can tell
+	// its own processes from strangers without a second connection.
+	Servers []Server
+}
+
+// Server identifies the redis-server process that answered a probe.
+type Server struct {
+	PID, Port int
+}
+
+// Check is CheckReady that also reports who answered at each address, in
+// the same round trip (it asks INFO for two sections: Redis 7.0 or later).
+func Check(ctx context.Context, addrs []string, expectNodes int, o redisconn.Options) Health {
+	return check(ctx, addrs, expectNodes, o, true)
+}
+
+func check(ctx context.Context, addrs []string, expectNodes int, o redisconn.Options, withServer bool) Health {
+	clients := dialAll(addrs, o)
+	defer closeAll(clients)
+	res := probeRound(ctx, addrs, clients, expectNodes, withServer)
+	h := Health{NotReady: judge(addrs, res, expectNodes), Servers: make([]Server, len(res))}
+	for i, p := range res {
+		h.Servers[i] = p.server
+	}
+	return h
+}
+
 func waitReady(ctx context.Context, addrs []string, expectNodes int, o redisconn.Options) (int, error) {
 	clients := dialAll(addrs, o)
 	defer closeAll(clients)
@@ -61,7 +88,7 @@ func waitReadyWith(ctx context.Context, addrs []string, clients []*redis.Client,
 	var prev []probe
 	bo := poll.Backoff{Max: maxPoll}
 	for round := 1; ; round++ {
-		res := probeRound(ctx, addrs, clients, expectNodes)
+		res := probeRound(ctx, addrs, clients, expectNodes, false)
 		if ctx.Err() != nil {
 			// The deadline may have cut this round short: for nodes whose
 			// probe failed because of that, the previous round's answer
@@ -108,7 +135,8 @@ func closeAll(cs []*redis.Client) {
 type probe struct {
 	err     error
 	info    map[string]string // CLUSTER INFO
-	repl    map[string]string // INFO replication
+	repl    map[string]string // INFO server and replication
+	server  Server
 	nodes   []topology.Node
 	me      topology.Node
 	slotSig string
@@ -120,19 +148,25 @@ type probe struct {
 	serveDone bool
 }
 
-func probeRound(ctx context.Context, addrs []string, clients []*redis.Client, expect int) []probe {
+// withServer adds INFO server to the probe (one INFO with two sections:
+// Redis 7.0+).
+func probeRound(ctx context.Context, addrs []string, clients []*redis.Client, expect int, withServer bool) []probe {
 	res := make([]probe, len(addrs))
-	parallel(len(addrs), func(i int) { res[i] = probeNode(ctx, clients[i], expect) })
+	parallel(len(addrs), func(i int) { res[i] = probeNode(ctx, clients[i], expect, withServer) })
 	return res
 }
 
-func probeNode(ctx context.Context, c *redis.Client, expect int) probe {
+func probeNode(ctx context.Context, c *redis.Client, expect int, withServer bool) probe {
 	var p probe
 	var ci, cn, ir *redis.StringCmd
 	_, err := c.Pipelined(ctx, func(pl redis.Pipeliner) error {
 		ci = pl.ClusterInfo(ctx)
 		cn = pl.ClusterNodes(ctx)
-		ir = pl.Info(ctx, "replication")
+		if withServer {
+			ir = pl.Info(ctx, "server", "replication")
+		} else {
+			ir = pl.Info(ctx, "replication")
+		}
 		return nil
 	})
 	if err != nil {
@@ -141,6 +175,8 @@ func probeNode(ctx context.Context, c *redis.Client, expect int) probe {
 	}
 	p.info = topology.ParseInfo(ci.Val())
 	p.repl = topology.ParseInfo(ir.Val())
+	p.server.PID, _ = strconv.Atoi(p.repl["process_id"])
+	p.server.Port, _ = strconv.Atoi(p.repl["tcp_port"])
 	p.nodes, p.err = topology.ParseNodes(cn.Val())
 	if p.err != nil {
 		return p
@@ -188,9 +224,9 @@ func localReasons(p probe, expect int) []string {
 	if len(unlinked) > 0 {
 		r = append(r, "no bus link to "+strings.Join(unlinked, ", "))
 	}
-	if m := topology.SlotOwners(p.nodes); m.Covered() != topology.SlotCount {
+	if gaps := topology.Uncovered(p.nodes); len(gaps) > 0 {
 		r = append(r, fmt.Sprintf("%d slots unassigned in its view (%s)",
-			topology.SlotCount-m.Covered(), short(topology.FormatRanges(m.Uncovered()))))
+			topology.CountSlots(gaps), short(topology.FormatRanges(gaps))))
 	}
 	if p.repl["role"] == "slave" {
 		if s := p.repl["master_link_status"]; s != "up" {

@@ -327,6 +327,25 @@ func TestMergeRanges(t *testing.T) {
 	}
 }
 
+// Uncovered(nodes) must agree with the slot map's answer on every shape:
+// gaps at both ends, overlaps, adjacency, out-of-range input, no slots.
+func TestUncoveredMatchesSlotMap(t *testing.T) {
+	cases := [][]Node{
+		nil,
+		{{ID: "a", Slots: []SlotRange{{0, 16383}}}},
+		{{ID: "a", Slots: []SlotRange{{0, 99}, {200, 299}}}, {ID: "b", Slots: []SlotRange{{300, 16382}}}},
+		{{ID: "a", Slots: []SlotRange{{5, 10}}}, {ID: "b", Slots: []SlotRange{{8, 20}, {21, 21}}}},
+		{{ID: "a", Slots: []SlotRange{{-5, 3}, {16380, 20000}}}},
+		{{ID: "a", Slots: []SlotRange{{7, 7}}}, {ID: "b", Slots: []SlotRange{{7, 7}, {9, 9}}}},
+	}
+	for i, nodes := range cases {
+		want := FormatRanges(SlotOwners(nodes).Uncovered())
+		if got := FormatRanges(Uncovered(nodes)); got != want {
+			t.Errorf("case %d: Uncovered = %q, slot map says %q", i, got, want)
+		}
+	}
+}
+
 func TestSlotMapUncovered(t *testing.T) {
 	nodes := []Node{
 		{ID: "a", Slots: []SlotRange{{0, 99}, {200, 299}}},
@@ -408,7 +427,9 @@ func FuzzParseNodes(f *testing.F) {
 		}
 		_ = SlotSignature(nodes)
 		_ = RoleSignature(nodes)
-		_ = SlotOwners(nodes).Uncovered()
+		if a, b := FormatRanges(SlotOwners(nodes).Uncovered()), FormatRanges(Uncovered(nodes)); a != b {
+			t.Fatalf("Uncovered = %q, slot map says %q", b, a)
+		}
 	})
 }
 
