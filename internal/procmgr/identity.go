@@ -5,14 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -127,42 +125,55 @@ func identify(ctx context.Context, n Node, o Options) (State, *proof) {
 }
 
 // infoServer asks n for INFO server, bounded by the connection timeout.
-// When pinged is not nil, it also sends PING on the same connection (after
-// a successful INFO) and reports whether it was answered.
+// When pinged is not nil, it also sends PING in the same round trip and
+// reports whether it was answered.
 func infoServer(ctx context.Context, n Node, o Options, pinged *bool) (map[string]string, error) {
-	var info string
-	err := withNode(ctx, n, o, func(c *redis.Client) (err error) {
-		if info, err = c.Info(ctx, "server").Result(); err != nil {
+	var info *redis.StringCmd
+	var ping *redis.StatusCmd
+	err := withNode(ctx, n, o, func(c *redis.Client) error {
+		// Pipelined's error is the first failed command's: INFO's is
+		// returned, PING's is reported through pinged.
+		_, _ = c.Pipelined(ctx, func(pl redis.Pipeliner) error {
+			info = pl.Info(ctx, "server")
+			if pinged != nil {
+				ping = pl.Ping(ctx)
+			}
+			return nil
+		})
+		if err := info.Err(); err != nil {
 			return err
 		}
-		if pinged != nil {
-			*pinged = c.Ping(ctx).Err() == nil
+		if ping != nil {
+			*pinged = ping.Err() == nil
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return parseInfo(info), nil
+	return parseInfo(info.Val()), nil
 }
 
-// withNode runs fn with a fresh client to n, after a plain TCP connect has
-// shown something listens: go-redis retries refused dials five times 100ms
-// apart and then serves the cached dial error for a while, which would
-// defeat fast polling and slow every probe of a stopped node.
+// withNode runs fn with a fresh client to n. The client dials once
+// (redisconn's DialerRetries 1) and is new for every call, so a refused
+// dial fails at once and no cached dial error outlives the call: polling
+// stays fast.
 func withNode(ctx context.Context, n Node, o Options, fn func(*redis.Client) error) error {
-	d := net.Dialer{Timeout: o.Conn.Timeout}
-	if d.Timeout <= 0 {
-		d.Timeout = 2 * time.Second
-	}
-	conn, err := d.DialContext(ctx, "tcp", n.Addr())
-	if err != nil {
-		return err
-	}
-	conn.Close()
 	c := o.Conn.SmallNode(n.Addr())
 	defer c.Close()
 	return fn(c)
+}
+
+// Serves reports whether the redis-server that answered at n's address
+// with this process id and port (from its INFO server) is n's own process:
+// the pid n's pidfile names, on n's port. This is the proof Identify makes,
+// for callers that already asked INFO server on their own connection.
+func Serves(n Node, pid, port int) bool {
+	if pid <= 0 || port != n.Port {
+		return false
+	}
+	filePid, err := readPidfile(n.PidFile)
+	return err == nil && filePid == pid
 }
 
 // parseInfo turns an INFO reply into key -> value.
