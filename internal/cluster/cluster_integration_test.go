@@ -228,3 +228,39 @@ func TestUpPrewrite(t *testing.T) {
 		})
 	}
 }
+
+// TestHealthyNeedsOwnProcesses: the one-round "already healthy" check of up
+// holds for a formed cluster, and fails as soon as one node's pidfile names
+// another process (a stranger answering on the port is not our node), or
+// one pidfile is gone; up then takes the careful path (Inspect) instead.
+func TestHealthyNeedsOwnProcesses(t *testing.T) {
+	c := realCluster(t, 3, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.Up(ctx, UpOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	nodes, addrs := c.procNodes(), c.Spec.Addrs()
+	if !c.healthy(ctx, nodes, addrs) {
+		t.Fatal("healthy = false right after up")
+	}
+	pidfile := nodes[1].PidFile
+	orig, err := os.ReadFile(pidfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, pidfile, fmt.Sprintf("%d\n", os.Getpid()))
+	if c.healthy(ctx, nodes, addrs) {
+		t.Error("healthy = true while a pidfile names another process")
+	}
+	if err := os.Remove(pidfile); err != nil {
+		t.Fatal(err)
+	}
+	if c.healthy(ctx, nodes, addrs) {
+		t.Error("healthy = true while a pidfile is missing")
+	}
+	writeFile(t, pidfile, string(orig))
+	if !c.healthy(ctx, nodes, addrs) {
+		t.Error("healthy = false once the pidfile is back")
+	}
+}
