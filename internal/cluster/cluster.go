@@ -491,7 +491,7 @@ func (c *Cluster) formOrWait(ctx context.Context, addrs []string, begin func(str
 		ferr := slots.Form(ctx, plan, slots.FormOptions{Conn: formConn(c.Conn, len(addrs)), Log: c.log()})
 		st.End(ferr == nil)
 		if ferr != nil {
-			return fmt.Errorf("form cluster: %w", ferr)
+			return ferr // slots.Form's errors already start with "form: "
 		}
 	case len(fresh) > 0:
 		return fmt.Errorf("nodes %s have no cluster state while %s do (lost nodes.conf?); refusing to mix them; run `rcluster down --purge` to start over",
