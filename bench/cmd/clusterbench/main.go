@@ -29,6 +29,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/redis/go-redis/v9/logging"
 )
 
 type benchCase struct{ nodes, replicas int }
@@ -92,6 +94,9 @@ func (c *config) runsFor(bc benchCase) int {
 }
 
 func main() {
+	// The probes poll nodes that are not listening yet; go-redis would log
+	// every refused dial between the progress lines.
+	logging.Disable()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
