@@ -347,7 +347,7 @@ func TestInitWritesTheSeedSpec(t *testing.T) {
 	if err := os.WriteFile("cluster.yaml", []byte("name: mine\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, errOut, code := run(t, "init"); code != 1 || !strings.Contains(errOut, "already exists; use --force") {
+	if _, errOut, code := run(t, "init"); code != 2 || !strings.Contains(errOut, "already exists; use --force") {
 		t.Errorf("init over an existing file: exit %d %q", code, errOut)
 	}
 	if b, _ := os.ReadFile("cluster.yaml"); string(b) != "name: mine\n" {

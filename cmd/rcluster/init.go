@@ -128,7 +128,7 @@ func initCommand(stdout, stderr io.Writer) *cli.Command {
 			}
 			f, err := os.OpenFile(path, flags, 0o644)
 			if errors.Is(err, fs.ErrExist) {
-				return fmt.Errorf("%s already exists; use --force to overwrite it", path)
+				return usagef("%s already exists; use --force to overwrite it", path)
 			}
 			if err != nil {
 				return fmt.Errorf("init: %w", err)
