@@ -74,6 +74,8 @@ func check(ctx context.Context, addrs []string, expectNodes int, o redisconn.Opt
 	return h
 }
 
+// waitReady is WaitReady; it reports (if log is non-nil) nothing itself and
+// returns the number of polling rounds for diagnostics.
 func waitReady(ctx context.Context, addrs []string, expectNodes int, o redisconn.Options) (int, error) {
 	clients := dialAll(addrs, o)
 	defer closeAll(clients)
@@ -135,8 +137,8 @@ func closeAll(cs []*redis.Client) {
 type probe struct {
 	err     error
 	info    map[string]string // CLUSTER INFO
-	repl    map[string]string // INFO server and replication
-	server  Server
+	repl    map[string]string // INFO replication (and server: probeRound's withServer)
+	server  Server            // from INFO server, when asked
 	nodes   []topology.Node
 	me      topology.Node
 	slotSig string
