@@ -246,19 +246,8 @@ func TestExternalSpecFaults(t *testing.T) {
 	if again, _ := timed(t, dir, "up"); !strings.Contains(again.stderr, "already up") {
 		t.Errorf("second up is not a no-op:\n%s", again.stderr)
 	}
-	st := mustRun(t, dir, "status", "--json")
-	var status struct {
-		Nodes []struct {
-			Addr    string `json:"addr"`
-			Running bool   `json:"running"`
-			Role    string `json:"role"`
-		} `json:"nodes"`
-	}
-	if err := json.Unmarshal([]byte(st.stdout), &status); err != nil {
-		t.Fatalf("status --json: %v\n%s", err, st.stdout)
-	}
 	roles := map[string]int{}
-	for i, n := range status.Nodes {
+	for i, n := range statusNodes(t, dir) {
 		if n.Addr != addrs[i] || !n.Running {
 			t.Errorf("status node %d: %+v, want %s running", i, n, addrs[i])
 		}

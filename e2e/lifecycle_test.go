@@ -121,7 +121,8 @@ type nodeStatus struct {
 	Detail  string `json:"detail"`
 }
 
-func status(t *testing.T, dir string) map[int]nodeStatus {
+// statusNodes is `rcluster status --json`'s nodes, in spec order.
+func statusNodes(t *testing.T, dir string) []nodeStatus {
 	t.Helper()
 	r := mustRun(t, dir, "status", "--json")
 	var st struct {
@@ -131,8 +132,14 @@ func status(t *testing.T, dir string) map[int]nodeStatus {
 	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
 		t.Fatalf("status --json: %v\n%s", err, r.stdout)
 	}
+	return st.Nodes
+}
+
+// status is statusNodes by port (for clusters on one host).
+func status(t *testing.T, dir string) map[int]nodeStatus {
+	t.Helper()
 	out := map[int]nodeStatus{}
-	for _, n := range st.Nodes {
+	for _, n := range statusNodes(t, dir) {
 		out[n.Port] = n
 	}
 	return out

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -156,20 +155,8 @@ func TestDockerRuntimeLifecycle(t *testing.T) {
 		t.Logf("slots %d-%d: SET via :%d, GET via :%d, owner %s", r[0], r[1], ports[0], ports[5], maddr)
 	}
 
-	st := mustRun(t, dir, "status", "--json")
-	var status struct {
-		Nodes []struct {
-			Addr    string `json:"addr"`
-			Pid     int    `json:"pid"`
-			Running bool   `json:"running"`
-			Role    string `json:"role"`
-		} `json:"nodes"`
-	}
-	if err := json.Unmarshal([]byte(st.stdout), &status); err != nil {
-		t.Fatalf("status --json: %v\n%s", err, st.stdout)
-	}
 	roles := map[string]int{}
-	for _, n := range status.Nodes {
+	for _, n := range statusNodes(t, dir) {
 		if !n.Running || n.Pid <= 0 {
 			t.Errorf("status: %s running=%v pid=%d", n.Addr, n.Running, n.Pid)
 		}
