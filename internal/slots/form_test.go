@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -110,6 +111,10 @@ func formAndCheck(t *testing.T, n, replicas int) {
 	t.Logf("Form of %d nodes (replicas %d) took %s:\n%s", n, replicas, time.Since(start).Round(time.Millisecond), log.String())
 	lines := strings.Split(strings.TrimSpace(log.String()), "\n")
 	phases := []string{"form: pre-check:", "form: slots:", "form: meet:", "form: replicate:", "form: meet:", "form: settle:", "form: ready:"}
+	if n > halfMax {
+		// Met along chords: gossip introduces the rest before settle.
+		phases = slices.Insert(phases, 5, "form: gossip: every node knows all")
+	}
 	if len(lines) != len(phases) {
 		t.Errorf("want one log line per phase %q, got %d lines", phases, len(lines))
 	} else {
@@ -133,6 +138,10 @@ func formAndCheck(t *testing.T, n, replicas int) {
 
 func TestFormThreeMasters(t *testing.T)       { formAndCheck(t, 3, 0) }
 func TestFormSixNodesOneReplica(t *testing.T) { formAndCheck(t, 6, 1) }
+
+// Above halfMax nodes the second MEET round follows chords and Form waits
+// for gossip before it settles (see form's step 5).
+func TestFormFortyNodesViaGossip(t *testing.T) { formAndCheck(t, 40, 1) }
 
 // isPristine asserts the node was left untouched: knows only itself, no
 // slots, no config epoch change.
