@@ -180,13 +180,6 @@ type UpOptions struct {
 	Timeout time.Duration
 	// Retain keeps nodes started by a failed run (for debugging).
 	Retain bool
-	// Prewrite forms a brand-new local cluster by starting its nodes on
-	// pre-written nodes.conf files instead of CLUSTER MEET, where that is
-	// known to work (Redis 7.0, no TLS, default ports; see prewrite.go),
-	// falling back to MEET when the nodes do not come up as written.
-	// Opt-in: measured gains are small next to the 2s start-up floor
-	// (docs/bench.md), and the step lines differ from the MEET path's.
-	Prewrite bool
 }
 
 // Up brings the cluster to healthy: nothing to do when it already is;
@@ -306,7 +299,6 @@ func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 		}
 	}
 	var started []procmgr.Node
-	prewritten := false
 	defer func() {
 		switch cerr := ctx.Err(); {
 		case err == nil || cerr == nil:
@@ -355,65 +347,13 @@ func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 		if err := c.refreshConn(); err != nil {
 			return err
 		}
-
-		if forming {
-			if why := c.prewriteWhyNot(o, version, missing); why != "" {
-				if o.Prewrite {
-					fmt.Fprintf(c.log(), "forming with CLUSTER MEET (no pre-written nodes.conf: %s)\n", why)
-				}
-			} else if werr := c.writeNodesConfs(ctx); werr != nil {
-				fmt.Fprintf(c.log(), "forming with CLUSTER MEET (%v)\n", werr)
-			} else {
-				prewritten = true
-				fmt.Fprintf(c.log(), "pre-wrote nodes.conf for %d nodes: they start knowing each other\n", len(nodes))
-			}
-		}
 		begin(fmt.Sprintf("Starting %d redis-server nodes", len(missing)))
 		serr := procmgr.Start(ctx, missing, c.procOpts())
 		st.End(serr == nil)
-		if serr != nil && prewritten && ctx.Err() == nil {
-			// Start stopped what it started; try again the usual way.
-			fmt.Fprintf(c.log(), "starting on pre-written nodes.conf failed, falling back to CLUSTER MEET: %v\n", serr)
-			prewritten = false
-			if rerr := c.removeNodesConfs(); rerr != nil {
-				return errors.Join(serr, rerr)
-			}
-			begin(fmt.Sprintf("Starting %d redis-server nodes", len(missing)))
-			serr = procmgr.Start(ctx, missing, c.procOpts())
-			st.End(serr == nil)
-		}
 		if serr != nil {
 			return serr
 		}
 		started = missing
-	}
-
-	ready := false
-	if prewritten {
-		begin(fmt.Sprintf("Waiting for the pre-configured cluster (%d nodes)", len(addrs)))
-		wctx, wcancel := context.WithTimeout(ctx, prewriteWait(len(addrs)))
-		werr := slots.WaitReady(wctx, addrs, len(addrs), c.Conn)
-		wcancel()
-		st.End(werr == nil)
-		ready = werr == nil
-		if !ready {
-			if ctx.Err() != nil {
-				return fmt.Errorf("cluster did not become healthy: %w", werr)
-			}
-			fmt.Fprintf(c.log(), "pre-written cluster not ready, falling back to CLUSTER MEET: %v\n", werr)
-			begin(fmt.Sprintf("Restarting %d nodes without nodes.conf", len(missing)))
-			_, serr := procmgr.Stop(ctx, started, c.procOpts())
-			if serr == nil {
-				serr = c.removeNodesConfs()
-			}
-			if serr == nil {
-				serr = procmgr.Start(ctx, missing, c.procOpts())
-			}
-			st.End(serr == nil)
-			if serr != nil {
-				return serr
-			}
-		}
 	}
 
 	waitWhat := "Waiting for the cluster to re-form from nodes.conf"
@@ -422,10 +362,8 @@ func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 	} else if len(missing) < len(nodes) {
 		waitWhat = fmt.Sprintf("Waiting for %d restarted node(s) to rejoin", len(missing))
 	}
-	if !ready {
-		if err := c.formOrWait(ctx, addrs, begin, waitWhat, nil); err != nil {
-			return err
-		}
+	if err := c.formOrWait(ctx, addrs, begin, waitWhat, nil); err != nil {
+		return err
 	}
 	if err := c.writeState(); err != nil {
 		return fmt.Errorf("save state: %w", err)

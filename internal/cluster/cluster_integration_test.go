@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"syscall"
@@ -190,43 +189,6 @@ func TestStatusOfDeadNodeComesFromPeers(t *testing.T) {
 		t.Errorf("Down's report:\n%s%s", st.String(), log.String())
 	}
 	portsFree(t, c)
-}
-
-// TestUpPrewrite forms a cluster from pre-written nodes.conf files: the
-// reference tool's check must be happy with it. With files Redis cannot
-// load, up falls back to CLUSTER MEET and still forms the cluster.
-func TestUpPrewrite(t *testing.T) {
-	redistest.Integration(t)
-	redistest.RequireBinary(t, "redis-cli")
-	for _, mangle := range []bool{false, true} {
-		t.Run(fmt.Sprintf("mangled=%t", mangle), func(t *testing.T) {
-			if mangle {
-				prewriteMangle = func(b []byte) []byte { return append([]byte("not a nodes.conf line\n"), b...) }
-				t.Cleanup(func() { prewriteMangle = nil })
-			}
-			c := realCluster(t, 6, 1)
-			log := c.Log.(*bytes.Buffer)
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			defer cancel()
-			start := time.Now()
-			if err := c.Up(ctx, UpOptions{Prewrite: true}); err != nil {
-				t.Fatalf("Up: %v\n%s", err, log)
-			}
-			t.Logf("MEASURED Up with Prewrite (mangled=%t): %s", mangle, time.Since(start).Round(time.Millisecond))
-			if !strings.Contains(log.String(), "pre-wrote nodes.conf for 6 nodes") {
-				t.Fatalf("fast path not taken:\n%s", log)
-			}
-			fell := strings.Contains(log.String(), "falling back to CLUSTER MEET")
-			if fell != mangle {
-				t.Fatalf("fell back to MEET: %t, want %t:\n%s", fell, mangle, log)
-			}
-			out, err := exec.CommandContext(ctx, "redis-cli", "--cluster", "check", c.Spec.Addrs()[0]).CombinedOutput()
-			if err != nil || !strings.Contains(string(out), "[OK] All nodes agree about slots configuration.") ||
-				!strings.Contains(string(out), "[OK] All 16384 slots covered.") || strings.Count(string(out), "1 slaves") != 3 {
-				t.Fatalf("redis-cli --cluster check: %v\n%s", err, out)
-			}
-		})
-	}
 }
 
 // TestHealthyNeedsOwnProcesses: the one-round "already healthy" check of up
