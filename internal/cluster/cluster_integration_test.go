@@ -226,3 +226,50 @@ func TestHealthyNeedsOwnProcesses(t *testing.T) {
 		t.Error("healthy = false once the pidfile is back")
 	}
 }
+
+// TestUpStartsMastersFirst: up spawns the replicas only once every master
+// runs (see Cluster.start). Each node's log says, to the millisecond, when
+// it started and when it was ready: no replica may start before the last
+// master was ready (all at once, a replica starts within a few ms of the
+// first master).
+func TestUpStartsMastersFirst(t *testing.T) {
+	c := realCluster(t, 6, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.Up(ctx, UpOptions{}); err != nil {
+		t.Fatalf("Up: %v\n%s", err, c.Log)
+	}
+	// "<pid>:<role> 24 Nov 2026 01:55:27.123 * <message>"
+	logTime := func(port int, msg string) time.Time {
+		t.Helper()
+		b, err := os.ReadFile(c.Spec.LogFile(port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			f := strings.SplitN(line, " ", 6)
+			if len(f) == 6 && strings.Contains(f[5], msg) {
+				ts, err := time.Parse("2 Jan 2006 15:04:05.000", strings.Join(f[1:5], " "))
+				if err != nil {
+					t.Fatalf("node %d: log line %q: %v", port, line, err)
+				}
+				return ts
+			}
+		}
+		t.Fatalf("node %d: no log line with %q in:\n%s", port, msg, b)
+		return time.Time{}
+	}
+	ports := c.Spec.Ports
+	var lastReady time.Time
+	for _, p := range ports[:3] {
+		if r := logTime(p, "Ready to accept connections"); r.After(lastReady) {
+			lastReady = r
+		}
+	}
+	for _, p := range ports[3:] {
+		if s := logTime(p, "Redis is starting"); s.Before(lastReady) {
+			t.Errorf("replica %d started at %s, before the last master was ready (%s)",
+				p, s.Format("15:04:05.000"), lastReady.Format("15:04:05.000"))
+		}
+	}
+}

@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/rcluster/rcluster/internal/poll"
+	"github.com/rcluster/rcluster/internal/procmgr"
 	"github.com/rcluster/rcluster/internal/redisconn"
+	"github.com/rcluster/rcluster/internal/spec"
 )
 
 // fakeRedis writes a script that answers --version like redis-server does.
@@ -321,4 +323,38 @@ func openCount(path string) int {
 		}
 	}
 	return n
+}
+
+func TestMastersFirst(t *testing.T) {
+	s := &spec.Spec{Host: "127.0.0.1", Ports: spec.Ports{7001, 7002, 7003, 7004, 7005, 7006}, Replicas: 1}
+	node := func(p int) procmgr.Node { return procmgr.Node{Host: "127.0.0.1", Port: p} }
+	ports := func(waves [][]procmgr.Node) [][]int {
+		var out [][]int
+		for _, w := range waves {
+			var ps []int
+			for _, n := range w {
+				ps = append(ps, n.Port)
+			}
+			out = append(out, ps)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		nodes []int
+		want  [][]int
+	}{
+		{[]int{7001, 7002, 7003, 7004, 7005, 7006}, [][]int{{7001, 7002, 7003}, {7004, 7005, 7006}}},
+		{[]int{7006, 7002, 7004}, [][]int{{7002}, {7006, 7004}}},
+		{[]int{7005}, [][]int{{7005}}},
+		{[]int{7003, 7001}, [][]int{{7003, 7001}}},
+		{nil, nil},
+	} {
+		var nodes []procmgr.Node
+		for _, p := range tc.nodes {
+			nodes = append(nodes, node(p))
+		}
+		if got := ports(mastersFirst(s, nodes)); fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("mastersFirst(%v) = %v, want %v", tc.nodes, got, tc.want)
+		}
+	}
 }
