@@ -121,16 +121,28 @@ type nodeStatus struct {
 	Detail  string `json:"detail"`
 }
 
-// statusNodes is `rcluster status --json`'s nodes, in spec order.
+// statusNodes is `rcluster status --json`'s nodes, in spec order. Status
+// exits 0 when healthy and 1 otherwise; the exit code, the JSON's healthy
+// and its problems must agree.
 func statusNodes(t *testing.T, dir string) []nodeStatus {
 	t.Helper()
-	r := mustRun(t, dir, "status", "--json")
+	r := rcluster(t, dir, "status", "--json")
 	var st struct {
-		Name  string       `json:"name"`
-		Nodes []nodeStatus `json:"nodes"`
+		Name     string       `json:"name"`
+		Healthy  bool         `json:"healthy"`
+		Problems []string     `json:"problems"`
+		Nodes    []nodeStatus `json:"nodes"`
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
-		t.Fatalf("status --json: %v\n%s", err, r.stdout)
+		t.Fatalf("status --json (exit %d): %v\n%s\n%s", r.code, err, r.stdout, r.stderr)
+	}
+	wantCode := 1
+	if st.Healthy {
+		wantCode = 0
+	}
+	if r.code != wantCode || st.Healthy != (len(st.Problems) == 0) ||
+		(!st.Healthy && !strings.Contains(r.stderr, "is not healthy: "+st.Problems[0])) {
+		t.Fatalf("status --json: exit %d, healthy %t, problems %q; stderr:\n%s", r.code, st.Healthy, st.Problems, r.stderr)
 	}
 	return st.Nodes
 }
@@ -336,6 +348,14 @@ func TestDataSurvivesDownUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 5*time.Second, "killed replica gone", func() bool { return portFree(rep.Port) })
+	// status exits 1 and names the dead node (statusNodes checks that the
+	// exit code and the JSON agree; the table says it too).
+	if down := status(t, dir)[rep.Port]; down.Running {
+		t.Errorf("killed replica: %+v, want not running", down)
+	}
+	if r := rcluster(t, dir, "status"); r.code != 1 || !strings.Contains(r.stderr, rep.Addr+" not running") {
+		t.Errorf("status with a dead replica: exit %d, want 1 naming %s:\n%s", r.code, rep.Addr, r.stderr)
+	}
 	r, d = timed(t, dir, "up")
 	t.Logf("MEASURED up restarting a killed replica: %s", d.Round(time.Millisecond))
 	if !strings.Contains(r.stderr, "Starting 1 redis-server nodes") {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -49,6 +50,17 @@ func ExitCode(err error, stderr io.Writer) int {
 		return 2
 	}
 	return 1
+}
+
+// notHealthy is status's error (exit code 1) when a node is not ok.
+func notHealthy(name string, nodes int, problems []string) error {
+	total, more := len(problems), ""
+	if total > 5 {
+		more = fmt.Sprintf("; and %d more", total-5)
+		problems = problems[:5]
+	}
+	return fmt.Errorf("cluster %q is not healthy: %d of %d nodes not ok: %s%s",
+		name, total, nodes, strings.Join(problems, "; "), more)
 }
 
 // Run is the whole CLI: parse args (args[0] is the program name), run the
@@ -121,8 +133,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			},
 			{
 				Name:      "status",
-				Usage:     "one line per node: pid, role, master, slots, state",
-				UsageText: "rcluster status [-f cluster.yaml] [--json]\n\nExamples:\n   rcluster status\n   rcluster status --json | jq '.nodes[] | select(.role == \"master\") | .addr'",
+				Usage:     "one line per node: pid, role, master, slots, state (exit 1 unless healthy)",
+				UsageText: "rcluster status [-f cluster.yaml] [--json]\n\nExits 0 when every node runs, answers and reports cluster_state:ok and every\nreplica's link is up; 1 otherwise (the table or JSON is printed either way).\n\nExamples:\n   rcluster status\n   rcluster status --json | jq '.nodes[] | select(.role == \"master\") | .addr'",
 				Flags:     []cli.Flag{fileFlag, &cli.BoolFlag{Name: "json", Usage: "machine-readable output"}},
 				Action: func(c *cli.Context) error {
 					cl, err := newCluster(c, stderr)
@@ -130,12 +142,20 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 						return err
 					}
 					sts := cl.NodeStatuses(c.Context)
+					problems := cluster.Problems(sts)
+					var err2 error
 					if c.Bool("json") {
 						enc := json.NewEncoder(stdout)
 						enc.SetIndent("", "  ")
-						return enc.Encode(map[string]any{"name": cl.Spec.Name, "nodes": sts})
+						err2 = enc.Encode(map[string]any{"name": cl.Spec.Name, "healthy": len(problems) == 0,
+							"problems": append([]string{}, problems...), "nodes": sts})
+					} else {
+						err2 = cluster.WriteStatusTable(stdout, sts)
 					}
-					return cluster.WriteStatusTable(stdout, sts)
+					if err2 != nil || len(problems) == 0 {
+						return err2
+					}
+					return notHealthy(cl.Spec.Name, len(sts), problems)
 				},
 			},
 			verifyCommand(fileFlag, stdout, stderr),

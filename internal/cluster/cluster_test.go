@@ -358,3 +358,26 @@ func TestMastersFirst(t *testing.T) {
 		}
 	}
 }
+
+func TestProblems(t *testing.T) {
+	ok := func(addr, role, link string) NodeStatus {
+		return NodeStatus{Addr: addr, Running: true, Role: role, State: "ok", Link: link}
+	}
+	healthy := []NodeStatus{ok("a:1", "master", ""), ok("a:2", "replica", "up")}
+	if p := Problems(healthy); len(p) != 0 {
+		t.Errorf("Problems(healthy) = %q", p)
+	}
+	sick := []NodeStatus{
+		{Addr: "a:1", Role: "master"}, // stopped; role from its peers
+		{Addr: "a:2", Running: true, Detail: "i/o timeout"},
+		{Addr: "a:3", Running: true, Role: "master", State: "fail"},
+		ok("a:4", "replica", "down"),
+		ok("a:5", "replica", ""),
+		ok("a:6", "master", ""),
+	}
+	want := []string{"a:1 not running", "a:2 not answering (i/o timeout)", "a:3 cluster_state:fail",
+		"a:4 master_link_status:down", "a:5 master_link_status:-"}
+	if got := Problems(sick); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Problems = %q\nwant       %q", got, want)
+	}
+}

@@ -150,6 +150,33 @@ func (c *Cluster) fillStatus(ctx context.Context, ns *NodeStatus) []topology.Nod
 	return all
 }
 
+// Problems says, one entry per node, what keeps the nodes from being a
+// healthy cluster: not running, not answering, a cluster_state other than
+// ok, a replica whose link to its master is not up. None means healthy.
+func Problems(sts []NodeStatus) []string {
+	var out []string
+	for _, s := range sts {
+		var why string
+		switch {
+		case !s.Running:
+			why = "not running"
+		case s.State == "":
+			why = "not answering"
+			if s.Detail != "" {
+				why += " (" + s.Detail + ")"
+			}
+		case s.State != "ok":
+			why = "cluster_state:" + s.State
+		case s.Role == "replica" && s.Link != "up":
+			why = "master_link_status:" + dash(s.Link)
+		}
+		if why != "" {
+			out = append(out, s.Addr+" "+why)
+		}
+	}
+	return out
+}
+
 // WriteStatusTable prints statuses as an aligned table.
 func WriteStatusTable(w io.Writer, sts []NodeStatus) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
