@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -249,5 +250,41 @@ func TestCPUBusyPct(t *testing.T) {
 	p := cpuBusyPct(context.Background(), 50*time.Millisecond)
 	if p < 0 || p > 100 {
 		t.Fatalf("cpuBusyPct = %v, want 0..100", p)
+	}
+}
+
+// TestTimeWaitSockets closes a loopback connection from the client side
+// first, which leaves the client's socket in TIME_WAIT for 60s.
+func TestTimeWaitSockets(t *testing.T) {
+	if timeWaitSockets() < 0 {
+		t.Skip("no /proc/net/sockstat")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		_, _ = io.Copy(io.Discard, c) // until the client's FIN
+		c.Close()
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	<-done
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := poll(ctx, time.Millisecond, 50*time.Millisecond, func() (bool, error) {
+		return timeWaitSockets() >= 1, nil
+	}); err != nil {
+		t.Fatalf("timeWaitSockets() = %d after a client-side close, want >= 1", timeWaitSockets())
 	}
 }

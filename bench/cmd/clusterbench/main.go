@@ -115,7 +115,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.largeFrom, "large-from", 50, "node count from which -runs-large applies")
 	fs.DurationVar(&cfg.timeout, "timeout", 2*time.Minute, "deadline for each step of a run (up, hand path, down)")
 	fs.StringVar(&cfg.jsonPath, "json", "", "also write a JSON report to this file (\"-\": JSON on stdout, table on stderr)")
-	fs.DurationVar(&cfg.waitIdle, "wait-idle", 30*time.Second, "before each path of each run, wait up to this long for the host CPUs to be less than 25% busy (0: just measure)")
+	fs.DurationVar(&cfg.waitIdle, "wait-idle", 70*time.Second, "before each path of each run, wait up to this long for the host CPUs to be less than 25% busy and fewer than 2000 TCP sockets in TIME_WAIT (0: just measure)")
 	fs.BoolVar(&cfg.keep, "keep", false, "keep each run's temp dir (configs, logs) for inspection")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -175,7 +175,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 				if skipNote != "" || ctx.Err() != nil {
 					return
 				}
-				smp.BusyPct = max(smp.BusyPct, waitIdle(ctx, cfg.waitIdle))
+				busy, tw := waitIdle(ctx, cfg.waitIdle)
+				smp.BusyPct, smp.TimeWait = max(smp.BusyPct, busy), max(smp.TimeWait, tw)
 				s, err := runRcluster(ctx, &cfg, bc.nodes, bc.replicas, i+1)
 				smp.Rcluster = &s
 				if err != nil {
@@ -187,7 +188,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 				if ctx.Err() != nil {
 					return
 				}
-				smp.BusyPct = max(smp.BusyPct, waitIdle(ctx, cfg.waitIdle))
+				busy, tw := waitIdle(ctx, cfg.waitIdle)
+				smp.BusyPct, smp.TimeWait = max(smp.BusyPct, busy), max(smp.TimeWait, tw)
 				s, err := runHand(ctx, &cfg, bc.nodes, bc.replicas)
 				smp.Hand = &s
 				if err != nil {
@@ -207,7 +209,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 				doR()
 			}
 			cr.Samples = append(cr.Samples, smp)
-			fmt.Fprintf(stderr, "[%s] run %d/%d (host busy before: %.0f%%): %s\n", cr.Name, i+1, cr.Runs, smp.BusyPct, progress(smp))
+			fmt.Fprintf(stderr, "[%s] run %d/%d (host busy before: %.0f%%, TIME_WAIT %d): %s\n", cr.Name, i+1, cr.Runs, smp.BusyPct, smp.TimeWait, progress(smp))
 		}
 		cr.summarize()
 	}
@@ -290,14 +292,51 @@ func redisVersion(bin string) string {
 }
 
 // waitIdle measures host CPU use in short windows until it is below
-// busyWarnPct or max has passed, and returns the last measurement. Other
-// work on the machine would otherwise land in one path's timings only.
-func waitIdle(ctx context.Context, max time.Duration) float64 {
+// busyWarnPct and fewer than timeWaitMax TCP sockets are in TIME_WAIT, or
+// max has passed; it returns the last CPU measurement and TIME_WAIT count.
+// Other work on the machine would otherwise land in one path's timings
+// only; and every 100-node cluster leaves ~11 000 loopback TIME_WAIT
+// sockets behind for 60s, with which the next run's connects get slower
+// (measured: up of 100 nodes 3.2-3.5s became 3.8-4.8s with ~100 000).
+func waitIdle(ctx context.Context, max time.Duration) (float64, int) {
 	deadline := time.Now().Add(max)
 	for {
 		p := cpuBusyPct(ctx, 300*time.Millisecond)
-		if p < busyWarnPct || !time.Now().Before(deadline) || ctx.Err() != nil {
-			return p
+		tw := timeWaitSockets()
+		if (p < busyWarnPct && tw < timeWaitMax) || !time.Now().Before(deadline) || ctx.Err() != nil {
+			return p, tw
 		}
 	}
+}
+
+// timeWaitMax is the TIME_WAIT socket count waitIdle waits to fall below.
+const timeWaitMax = 2000
+
+// timeWaitSockets is the host's TCP sockets in TIME_WAIT, IPv4 and IPv6
+// (the "tw" of /proc/net/sockstat*), or -1 where that cannot be read.
+func timeWaitSockets() int {
+	total, found := 0, false
+	for _, f := range []string{"/proc/net/sockstat", "/proc/net/sockstat6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			fs := strings.Fields(line)
+			if len(fs) == 0 || (fs[0] != "TCP:" && fs[0] != "TCP6:") {
+				continue
+			}
+			for i := 1; i+1 < len(fs); i += 2 {
+				if fs[i] == "tw" {
+					if n, err := strconv.Atoi(fs[i+1]); err == nil {
+						total, found = total+n, true
+					}
+				}
+			}
+		}
+	}
+	if !found {
+		return -1
+	}
+	return total
 }

@@ -21,7 +21,10 @@ type Sample struct {
 	// in a short window just before each path (the higher of the two),
 	// when nothing of ours was running: other work competing for the
 	// CPUs inflates timings.
-	BusyPct  float64         `json:"host_busy_pct_before"`
+	BusyPct float64 `json:"host_busy_pct_before"`
+	// TimeWait is the TCP sockets in TIME_WAIT just before each path (the
+	// higher of the two; -1: unknown): see waitIdle.
+	TimeWait int             `json:"time_wait_before"`
 	Rcluster *RclusterSample `json:"rcluster,omitempty"`
 	Hand     *HandSample     `json:"hand,omitempty"`
 }
