@@ -164,14 +164,35 @@ func listeningInodes(table string, p int) []string {
 	return out
 }
 
-// portRefuses reports whether nothing accepts connections on n's address.
-func portRefuses(n Node) bool {
+// dialPort tries n's address once: "" when the connection is refused
+// (nothing listens), otherwise what happened instead.
+func dialPort(n Node) string {
 	c, err := net.DialTimeout("tcp", n.Addr(), 200*time.Millisecond)
-	if err != nil {
-		return errors.Is(err, syscall.ECONNREFUSED)
+	switch {
+	case err == nil:
+		c.Close()
+		return "still accepts connections"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return ""
+	default:
+		return "connect: " + err.Error()
 	}
-	c.Close()
-	return false
+}
+
+// listening reports whether /proc/net/tcp{,6} shows a socket listening on
+// port p; ok is false when neither table can be read.
+func listening(p int) (yes, ok bool) {
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		ok = true
+		if len(listeningInodes(string(b), p)) > 0 {
+			return true, true
+		}
+	}
+	return false, ok
 }
 
 // CheckPorts checks, without starting anything, that every node's client

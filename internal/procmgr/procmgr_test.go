@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -356,5 +357,70 @@ func TestCheckPortsExplainsTimeWait(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "TIME-WAIT") {
 		t.Fatalf("checkPorts over a TIME-WAIT port %d = %v, want it to name TIME-WAIT", local, err)
+	}
+}
+
+// TestWaitPortClosed: a closed port is reported closed at once; one that
+// accepts, and one whose full accept queue makes dials time out while a
+// socket still listens, are reported with what the last dial saw.
+func TestWaitPortClosed(t *testing.T) {
+	ctx := context.Background()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	n := Node{Host: "127.0.0.1", Port: port}
+	if yes, ok := listening(port); ok && !yes {
+		t.Errorf("listening(%d) = false while a listener is open", port)
+	}
+	if why := waitPortClosed(ctx, n, 100*time.Millisecond); why != "still accepts connections" {
+		t.Errorf("open port: waitPortClosed = %q", why)
+	}
+	l.Close()
+	if why := waitPortClosed(ctx, n, time.Second); why != "" {
+		t.Errorf("closed port: waitPortClosed = %q, want \"\"", why)
+	}
+	if yes, ok := listening(port); !ok || yes {
+		t.Errorf("listening(%d) = %t, %t after close, want false, true", port, yes, ok)
+	}
+
+	// A listener nobody accepts on, with the smallest backlog: once its
+	// queue is full the kernel drops further SYNs and dials time out.
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n = Node{Host: "127.0.0.1", Port: sa.(*syscall.SockaddrInet4).Port}
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for range 8 { // fill the queue; later dials time out
+		c, err := net.DialTimeout("tcp", n.Addr(), 100*time.Millisecond)
+		if err != nil {
+			break
+		}
+		held = append(held, c)
+	}
+	why := waitPortClosed(ctx, n, 300*time.Millisecond)
+	if !strings.HasPrefix(why, "connect: ") && why != "still accepts connections" {
+		t.Errorf("listener with a full queue: waitPortClosed = %q, want a timed-out connect", why)
+	}
+	if why == "" {
+		t.Error("listener with a full queue reported closed")
 	}
 }
