@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -286,5 +287,18 @@ func TestTimeWaitSockets(t *testing.T) {
 		return timeWaitSockets() >= 1, nil
 	}); err != nil {
 		t.Fatalf("timeWaitSockets() = %d after a client-side close, want >= 1", timeWaitSockets())
+	}
+}
+
+func TestPhases(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "up.log")
+	log := " ✓ Preflight checks (12ms)\nusing /usr/bin/redis-server (Redis 7.0.15)\n  master 127.0.0.1:7001 slots 0-5460\n" +
+		"form: gossip: every node knows all 100 nodes (4 polls) (1.2s)\n ✗ Forming the cluster (3.1s)\n"
+	if err := os.WriteFile(p, []byte(log), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"✓ Preflight checks (12ms)", "form: gossip: every node knows all 100 nodes (4 polls) (1.2s)", "✗ Forming the cluster (3.1s)"}
+	if got := phases(p); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("phases = %q, want %q", got, want)
 	}
 }

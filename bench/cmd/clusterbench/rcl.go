@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -30,8 +31,11 @@ type RclusterSample struct {
 	DownMS       float64 `json:"down_ms"`
 	DownMaxRSSKB int64   `json:"down_maxrss_kb"`
 	// LeftFiles counts files still under the spec's dir after down --purge.
-	LeftFiles int    `json:"left_files"`
-	Error     string `json:"error,omitempty"`
+	LeftFiles int `json:"left_files"`
+	// Phases are up -v's step and forming lines with their times, to tell
+	// where an outlier spent its time.
+	Phases []string `json:"phases,omitempty"`
+	Error  string   `json:"error,omitempty"`
 }
 
 func specYAML(name string, base, n, replicas int, dir string) string {
@@ -81,8 +85,9 @@ func runRcluster(ctx context.Context, cfg *config, n, replicas, run int) (s Rclu
 	defer cancel()
 	upStarted = true
 	t0 := time.Now()
-	ps, err := rcl(upCtx, cfg, root, "up.log", "up", "-f", spec)
+	ps, err := rcl(upCtx, cfg, root, "up.log", "-v", "up", "-f", spec)
 	upEnd := time.Now()
+	s.Phases = phases(filepath.Join(root, "up.log"))
 	if err != nil {
 		return s, fmt.Errorf("rcluster up on %s: %w", s.Ports, err)
 	}
@@ -117,6 +122,20 @@ func runRcluster(ctx context.Context, cfg *config, n, replicas, run int) (s Rclu
 		return s, fmt.Errorf("rcluster down --purge left %d redis-server processes running on %s", k, s.Ports)
 	}
 	return s, nil
+}
+
+// phases returns the step lines (✓/✗) and forming lines ("form: ...") of
+// an up -v log, trimmed.
+func phases(logPath string) []string {
+	b, _ := os.ReadFile(logPath)
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "✓") || strings.HasPrefix(line, "✗") || strings.HasPrefix(line, "form: ") {
+			out = append(out, line)
+		}
+	}
+	return out
 }
 
 // rcl runs the rcluster binary with output to root/logName. On failure the
