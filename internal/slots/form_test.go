@@ -507,3 +507,43 @@ func TestFormLargePath(t *testing.T) {
 		t.Fatalf("CheckReady after Form: %s", FormatNotReady(nr))
 	}
 }
+
+// TestIntroduce: a node that does not know two members MEETs them, except
+// a pair introduced less than nudgeEvery ago; it then knows the one it met
+// (and only that one: nobody else could have told it).
+func TestIntroduce(t *testing.T) {
+	redistest.Integration(t)
+	nodes := redistest.Start(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var ms []*member
+	for _, n := range specNodes(nodes) {
+		m := &member{node: n, addr: n.Addr(), c: nodeClient(redisconn.Options{}, n.Addr())}
+		defer m.c.Close()
+		ms = append(ms, m)
+	}
+	if err := precheck(ctx, ms); err != nil {
+		t.Fatal(err)
+	}
+	recent := map[[2]int]time.Time{{0, 2}: time.Now()}
+	n, err := introduce(ctx, ms, []int{0}, recent)
+	if err != nil || n != 1 {
+		t.Fatalf("introduce = %d, %v; want 1 MEET (node 0 to node 1; 0 to 2 was just introduced)", n, err)
+	}
+	knows := func(x, y int) bool {
+		for _, v := range clusterNodes(t, ms[x].addr) {
+			if v.ID == ms[y].id && !v.HasFlag("handshake") {
+				return true
+			}
+		}
+		return false
+	}
+	for bo := (poll.Backoff{}); !knows(0, 1); {
+		if err := bo.Wait(ctx); err != nil {
+			t.Fatalf("node 0 does not know node 1 after the introduction: %v", err)
+		}
+	}
+	if knows(0, 2) {
+		t.Error("node 0 knows node 2, which it was not introduced to")
+	}
+}
