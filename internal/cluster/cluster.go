@@ -396,21 +396,21 @@ func (c *Cluster) start(ctx context.Context, nodes []procmgr.Node, started *[]pr
 // spec's masters and the rest, dropping an empty wave. The roles are the
 // spec's: after a failover a "master" may be a replica, which only changes
 // the order.
-func mastersFirst(s *spec.Spec, nodes []procmgr.Node) [][]procmgr.Node {
-	isMaster := map[int]bool{}
+func mastersFirst[N interface{ Addr() string }](s *spec.Spec, nodes []N) [][]N {
+	isMaster := map[string]bool{}
 	for i, n := range s.Nodes() {
-		isMaster[n.Port] = i < s.Masters()
+		isMaster[n.Addr()] = i < s.Masters()
 	}
-	var masters, rest []procmgr.Node
+	var masters, rest []N
 	for _, n := range nodes {
-		if isMaster[n.Port] {
+		if isMaster[n.Addr()] {
 			masters = append(masters, n)
 		} else {
 			rest = append(rest, n)
 		}
 	}
-	var waves [][]procmgr.Node
-	for _, w := range [][]procmgr.Node{masters, rest} {
+	var waves [][]N
+	for _, w := range [][]N{masters, rest} {
 		if len(w) > 0 {
 			waves = append(waves, w)
 		}

@@ -222,13 +222,25 @@ func (c *Cluster) bringUp(ctx context.Context, rt nodeRuntime, o UpOptions) (err
 		}
 	}()
 	if len(missing) > 0 {
+		// Containers start masters first, for the reason Cluster.start
+		// gives; external nodes are only reached, all at once, so that
+		// every unreachable one is named.
+		waves := [][]spec.Node{missing}
+		if s.IsDocker() {
+			waves = mastersFirst(s, missing)
+		}
 		st.Start(rt.startStep(len(missing)))
-		serr := rt.start(ctx, missing)
+		var serr error
+		for _, wave := range waves {
+			if serr = rt.start(ctx, wave); serr != nil {
+				break
+			}
+			started = append(started, wave...)
+		}
 		st.End(serr == nil)
 		if serr != nil {
 			return serr
 		}
-		started = missing
 	}
 
 	begin := func(what string) { st.Start(what) }
