@@ -108,6 +108,17 @@ func TestSummarizeAndTable(t *testing.T) {
 	if !strings.HasPrefix(last, "3 nodes, r0") || strings.Count(last, "n/a") != 4 {
 		t.Errorf("skipped rcluster row should say n/a four times: %q", last)
 	}
+
+	// Per extra node, from the smallest case with an up median: 3 nodes at
+	// 2.05s, 6 at 2.5s: (2500-2050)/3 = 150 ms.
+	three := &CaseResult{Name: "3 nodes, r0", Nodes: 3, Samples: []Sample{{Rcluster: &RclusterSample{UpMS: 2050}}}}
+	three.summarize()
+	b.Reset()
+	writeTable(&b, []*CaseResult{three, c})
+	rows := strings.Split(b.String(), "\n")
+	if !strings.HasSuffix(strings.TrimSpace(rows[1]), "-") || !strings.HasSuffix(strings.TrimSpace(rows[2]), "150.0 ms") {
+		t.Errorf("per extra node column:\n%s", b.String())
+	}
 }
 
 func TestSpecYAML(t *testing.T) {
