@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -283,4 +284,55 @@ func TestDockerRuntimeTLSAndAuth(t *testing.T) {
 		t.Errorf("plain TCP PING to %s succeeded on a TLS cluster", addr(ports[0]))
 	}
 	mustRun(t, dir, "down", "--purge")
+}
+
+// TestDockerRuntimeRefusesNodeOfAnotherCluster: containers keep nodes.conf
+// in the state dir like processes, and up applies the same membership
+// checks before starting any container: a node whose nodes.conf belongs
+// to another cluster is refused by name, nothing starts, nothing changes.
+func TestDockerRuntimeRefusesNodeOfAnotherCluster(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	dir, ports, state := dockerSpec(t, 3, 0)
+	cli := dockerAPI(t)
+	mustRun(t, dir, "up")
+	mustRun(t, dir, "down")
+
+	other := redistest.Start(t, 3)
+	redistest.CreateCluster(t, other, 0)
+	foreign, err := os.ReadFile(filepath.Join(other[0].Dir, "nodes.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	orig, err := os.ReadFile(nodesConf(dir, ports[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(nodesConf(dir, ports[0]), foreign, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	r := rcluster(t, dir, "up")
+	if r.code != 1 {
+		t.Fatalf("up with a foreign node: exit %d, want 1\n%s", r.code, r.stderr)
+	}
+	for _, want := range []string{addr(ports[0]) + " belongs to another cluster", other[1].Addr, "nothing was started"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("up's error lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	for p, st := range runtimeContainers(ctx, t, cli, state) {
+		if st == "running" {
+			t.Errorf("container of port %s runs after a refused up", p)
+		}
+	}
+	if b, _ := os.ReadFile(nodesConf(dir, ports[0])); !bytes.Equal(b, foreign) {
+		t.Error("the foreign nodes.conf was changed")
+	}
+
+	if err := os.WriteFile(nodesConf(dir, ports[0]), orig, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, dir, "up")
+	mustRun(t, dir, "verify")
 }

@@ -283,7 +283,11 @@ func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 		fmt.Fprintf(c.log(), "using %s\n", version)
 	}
 
-	views, verr := c.views(ctx, states)
+	responding := make([]bool, len(states))
+	for i, ps := range states {
+		responding[i] = ps.Responding
+	}
+	views, verr := c.views(ctx, responding)
 	if verr != nil {
 		return verr
 	}

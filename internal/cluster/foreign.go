@@ -191,6 +191,22 @@ func (c *Cluster) bringUp(ctx context.Context, rt nodeRuntime, o UpOptions) (err
 			return nil
 		}
 	}
+	if s.IsDocker() {
+		// Containers keep nodes.conf in the state dir, as processes do:
+		// refuse nodes whose saved or live state does not fit the others'
+		// before starting any. (External nodes' files are not ours to read.)
+		responding := make([]bool, len(states))
+		for i, ns := range states {
+			responding[i] = ns.responding
+		}
+		views, verr := c.views(ctx, responding)
+		if verr != nil {
+			return verr
+		}
+		if merr := checkMembership(views); merr != nil {
+			return merr
+		}
+	}
 
 	var started []spec.Node
 	forming := false

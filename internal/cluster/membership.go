@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/rcluster/rcluster/internal/procmgr"
 	"github.com/rcluster/rcluster/internal/topology"
 )
 
@@ -65,8 +64,9 @@ func readNodesConf(path string) ([]topology.Node, error) {
 }
 
 // views gathers every node's view without changing anything: live for
-// nodes that answer, from nodes.conf for the others.
-func (c *Cluster) views(ctx context.Context, states []procmgr.State) ([]nodeView, error) {
+// nodes that answer (responding[i], in spec order), from nodes.conf for the
+// others.
+func (c *Cluster) views(ctx context.Context, responding []bool) ([]nodeView, error) {
 	s := c.Spec
 	nodes := s.Nodes()
 	out := make([]nodeView, len(nodes))
@@ -74,7 +74,7 @@ func (c *Cluster) views(ctx context.Context, states []procmgr.State) ([]nodeView
 	var wg sync.WaitGroup
 	for i, n := range nodes {
 		out[i].Addr = n.Addr()
-		if states[i].Responding {
+		if responding[i] {
 			wg.Go(func() {
 				cl := c.Conn.Node(n.Addr())
 				defer cl.Close()
