@@ -501,6 +501,27 @@ func TestStoppedNodeNamedByVerify(t *testing.T) {
 	t.Logf("MEASURED SIGCONT to verify passing: %s", time.Since(start).Round(time.Millisecond))
 }
 
+// plantForeignNodesConf makes another cluster with the reference tool and
+// puts its first node's nodes.conf in place of the spec node's on port (a
+// stopped cluster's state dir). It returns the other cluster's nodes, the
+// planted file and the original.
+func plantForeignNodesConf(t *testing.T, dir string, port int) (other []*redistest.Node, foreign, orig []byte) {
+	t.Helper()
+	other = redistest.Start(t, 3)
+	redistest.CreateCluster(t, other, 0)
+	foreign, err := os.ReadFile(filepath.Join(other[0].Dir, "nodes.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if orig, err = os.ReadFile(nodesConf(dir, port)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(nodesConf(dir, port), foreign, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return other, foreign, orig
+}
+
 // TestUpRefusesNodeOfAnotherCluster: a node whose nodes.conf comes from
 // another cluster is named and nothing is started or changed.
 func TestUpRefusesNodeOfAnotherCluster(t *testing.T) {
@@ -509,21 +530,7 @@ func TestUpRefusesNodeOfAnotherCluster(t *testing.T) {
 	mustRun(t, dir, "up")
 	mustRun(t, dir, "down")
 
-	// Another cluster, made by the reference tool; its nodes.conf replaces
-	// ours for the first node.
-	other := redistest.Start(t, 3)
-	redistest.CreateCluster(t, other, 0)
-	foreign, err := os.ReadFile(filepath.Join(other[0].Dir, "nodes.conf"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	orig, err := os.ReadFile(nodesConf(dir, ports[0]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(nodesConf(dir, ports[0]), foreign, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	other, foreign, orig := plantForeignNodesConf(t, dir, ports[0])
 	peers := map[int][]byte{}
 	for _, p := range ports[1:] {
 		peers[p], _ = os.ReadFile(nodesConf(dir, p))

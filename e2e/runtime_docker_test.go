@@ -298,19 +298,7 @@ func TestDockerRuntimeRefusesNodeOfAnotherCluster(t *testing.T) {
 	mustRun(t, dir, "up")
 	mustRun(t, dir, "down")
 
-	other := redistest.Start(t, 3)
-	redistest.CreateCluster(t, other, 0)
-	foreign, err := os.ReadFile(filepath.Join(other[0].Dir, "nodes.conf"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	orig, err := os.ReadFile(nodesConf(dir, ports[0]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(nodesConf(dir, ports[0]), foreign, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	other, foreign, orig := plantForeignNodesConf(t, dir, ports[0])
 
 	r := rcluster(t, dir, "up")
 	if r.code != 1 {

@@ -287,11 +287,8 @@ func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 	for i, ps := range states {
 		responding[i] = ps.Responding
 	}
-	views, verr := c.views(ctx, responding)
-	if verr != nil {
-		return verr
-	}
-	if merr := checkMembership(views); merr != nil {
+	views, merr := c.membership(ctx, responding)
+	if merr != nil {
 		return merr
 	}
 

@@ -199,11 +199,7 @@ func (c *Cluster) bringUp(ctx context.Context, rt nodeRuntime, o UpOptions) (err
 		for i, ns := range states {
 			responding[i] = ns.responding
 		}
-		views, verr := c.views(ctx, responding)
-		if verr != nil {
-			return verr
-		}
-		if merr := checkMembership(views); merr != nil {
+		if _, merr := c.membership(ctx, responding); merr != nil {
 			return merr
 		}
 	}

@@ -101,6 +101,20 @@ func (c *Cluster) views(ctx context.Context, responding []bool) ([]nodeView, err
 	return out, errors.Join(errs...)
 }
 
+// membership reads every node's view (see views) and refuses, with a
+// *MembershipError, nodes that do not belong with the others (see
+// checkMembership); it returns the views for the caller's next decisions.
+func (c *Cluster) membership(ctx context.Context, responding []bool) ([]nodeView, error) {
+	views, err := c.views(ctx, responding)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkMembership(views); err != nil {
+		return nil, err
+	}
+	return views, nil
+}
+
 // MembershipError says some nodes' saved or live cluster state does not
 // fit together with the others': rcluster refuses to start or change them.
 type MembershipError struct {

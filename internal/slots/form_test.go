@@ -94,7 +94,9 @@ func assertMatchesPlan(t *testing.T, p *Plan) {
 	}
 }
 
-func formAndCheck(t *testing.T, n, replicas int) {
+// formAndCheck forms n fresh nodes (Form's large-cluster path when large)
+// and checks the log's phases, the plan, redis-cli's check and CheckReady.
+func formAndCheck(t *testing.T, n, replicas int, large bool) {
 	redistest.Integration(t)
 	nodes := redistest.Start(t, n)
 	p, err := NewPlan(specNodes(nodes), replicas)
@@ -105,13 +107,16 @@ func formAndCheck(t *testing.T, n, replicas int) {
 	defer cancel()
 	var log bytes.Buffer
 	start := time.Now()
-	if err := Form(ctx, p, FormOptions{Log: &log}); err != nil {
+	if err := Form(ctx, p, FormOptions{Log: &log, forceLarge: large}); err != nil {
 		t.Fatalf("Form: %v\nlog:\n%s", err, log.String())
 	}
-	t.Logf("Form of %d nodes (replicas %d) took %s:\n%s", n, replicas, time.Since(start).Round(time.Millisecond), log.String())
+	t.Logf("Form of %d nodes (replicas %d, large path %t) took %s:\n%s", n, replicas, large, time.Since(start).Round(time.Millisecond), log.String())
 	lines := strings.Split(strings.TrimSpace(log.String()), "\n")
 	phases := []string{"form: pre-check:", "form: slots:", "form: meet:", "form: replicate:", "form: meet:", "form: settle:", "form: ready:"}
-	if n > halfMax {
+	switch {
+	case large:
+		phases = []string{"form: pre-check:", "form: slots:", "form: meet:", "form: replicate:", "form: meet: no second round", "form: gossip:", "form: settle:", "form: ready:"}
+	case n > halfMax:
 		// Met along chords: gossip introduces the rest before settle.
 		phases = slices.Insert(phases, 5, "form: gossip: every node knows all")
 	}
@@ -136,12 +141,12 @@ func formAndCheck(t *testing.T, n, replicas int) {
 	}
 }
 
-func TestFormThreeMasters(t *testing.T)       { formAndCheck(t, 3, 0) }
-func TestFormSixNodesOneReplica(t *testing.T) { formAndCheck(t, 6, 1) }
+func TestFormThreeMasters(t *testing.T)       { formAndCheck(t, 3, 0, false) }
+func TestFormSixNodesOneReplica(t *testing.T) { formAndCheck(t, 6, 1, false) }
 
 // Above halfMax nodes the second MEET round follows chords and Form waits
 // for gossip before it settles (see form's step 5).
-func TestFormFortyNodesViaGossip(t *testing.T) { formAndCheck(t, 40, 1) }
+func TestFormFortyNodesViaGossip(t *testing.T) { formAndCheck(t, 40, 1, false) }
 
 // isPristine asserts the node was left untouched: knows only itself, no
 // slots, no config epoch change.
@@ -476,37 +481,7 @@ func TestFormIdleNodesRestoresNodeTimeout(t *testing.T) {
 // The large-cluster path (largeMin: one MEET round, no nudges, gossip and
 // Redis's own pings do the rest) forms a correct cluster too; forced here
 // on 6 nodes so it runs in seconds.
-func TestFormLargePath(t *testing.T) {
-	redistest.Integration(t)
-	nodes := redistest.Start(t, 6)
-	p, err := NewPlan(specNodes(nodes), 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var log bytes.Buffer
-	start := time.Now()
-	if err := Form(ctx, p, FormOptions{Log: &log, forceLarge: true}); err != nil {
-		t.Fatalf("Form: %v\nlog:\n%s", err, log.String())
-	}
-	t.Logf("Form (large path) of 6 nodes took %s:\n%s", time.Since(start).Round(time.Millisecond), log.String())
-	lines := strings.Split(strings.TrimSpace(log.String()), "\n")
-	phases := []string{"form: pre-check:", "form: slots:", "form: meet:", "form: replicate:", "form: meet: no second round", "form: gossip:", "form: settle:", "form: ready:"}
-	if len(lines) != len(phases) {
-		t.Fatalf("want one log line per phase %q, got:\n%s", phases, log.String())
-	}
-	for i, ph := range phases {
-		if !strings.HasPrefix(lines[i], ph) {
-			t.Errorf("log line %d = %q, want phase %q", i, lines[i], ph)
-		}
-	}
-	assertMatchesPlan(t, p)
-	clusterCheck(t, nodes[0].Addr)
-	if nr := CheckReady(ctx, p.Addrs(), 6, redisconn.Options{}); nr != nil {
-		t.Fatalf("CheckReady after Form: %s", FormatNotReady(nr))
-	}
-}
+func TestFormLargePath(t *testing.T) { formAndCheck(t, 6, 1, true) }
 
 // TestIntroduce: a node that does not know two members MEETs them, except
 // a pair introduced less than nudgeEvery ago; it then knows the one it met
