@@ -130,7 +130,8 @@ const defaultMeet = meetStaged
 // each other, each replica with its master); replicate (each replica
 // REPLICATEs as soon as it knows its master's id); meet (all remaining
 // pairs directly up to halfMax nodes, along chords above); gossip (above
-// halfMax nodes: until every node knows every node); settle (nudge nodes
+// halfMax nodes: until every node knows every node, introducing directly
+// the few pairs gossip leaves out); settle (nudge nodes
 // whose view of another is incomplete); ready (WaitReady). Everything polls
 // with short backoff under ctx; nothing sleeps. From largeMin nodes the
 // second meet is skipped and settle runs on a budget (see largeMin).
