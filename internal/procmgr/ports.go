@@ -164,18 +164,19 @@ func listeningInodes(table string, p int) []string {
 	return out
 }
 
-// dialPort tries n's address once: "" when the connection is refused
-// (nothing listens), otherwise what happened instead.
-func dialPort(n Node) string {
+// dialPort tries n's address once: refused is true when nothing listens;
+// otherwise err is nil when a connection was accepted, or says why the
+// dial failed in another way (a timeout on a host too busy to answer).
+func dialPort(n Node) (refused bool, err error) {
 	c, err := net.DialTimeout("tcp", n.Addr(), 200*time.Millisecond)
 	switch {
 	case err == nil:
 		c.Close()
-		return "still accepts connections"
+		return false, nil
 	case errors.Is(err, syscall.ECONNREFUSED):
-		return ""
+		return true, nil
 	default:
-		return "connect: " + err.Error()
+		return false, err
 	}
 }
 

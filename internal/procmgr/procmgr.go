@@ -508,21 +508,24 @@ func terminate(ctx context.Context, n Node, o Options, p *proof, shutdown bool) 
 func waitPortClosed(ctx context.Context, n Node, wait time.Duration) string {
 	pctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
-	var last string
+	var last error
 	for b := newBackoff(); ; {
-		if last = dialPort(n); last == "" {
+		refused, err := dialPort(n)
+		if refused {
 			return ""
 		}
+		last = err
 		if b.Wait(pctx) != nil {
 			break
 		}
 	}
-	if strings.HasPrefix(last, "connect: ") {
-		if yes, ok := listening(n.Port); ok && !yes {
-			return ""
-		}
+	if last == nil {
+		return "still accepts connections"
 	}
-	return last
+	if yes, ok := listening(n.Port); ok && !yes {
+		return ""
+	}
+	return "connect: " + last.Error()
 }
 
 func waitGone(ctx context.Context, p *proof) error {
