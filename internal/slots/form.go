@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -451,7 +452,7 @@ func gossipWait(ctx context.Context, ms []*member, maxPoll time.Duration) (round
 	want := strconv.Itoa(len(ms))
 	last := make([]string, len(ms))
 	gap := make([]int, len(ms)) // |known - want| of the last answer
-	prev := ""
+	var prev []string           // last of the round before
 	lastIntro := map[[2]int]time.Time{}
 	bo := poll.Backoff{Max: maxPoll}
 	for round := 1; ; round++ {
@@ -488,15 +489,14 @@ func gossipWait(ctx context.Context, ms []*member, maxPoll time.Duration) (round
 		// on average less than one introduction per node missing: gossip
 		// has stalled on a few pairs (see introduce). (During the burst the
 		// counts change every round and run into the thousands.)
-		now := fmt.Sprint(nr)
-		if now == prev && missing <= len(ms) {
+		if slices.Equal(last, prev) && missing <= len(ms) {
 			n, err := introduce(ctx, ms, short, lastIntro)
 			if err != nil {
 				return round, intros, err
 			}
 			intros += n
 		}
-		prev = now
+		prev = slices.Clone(last)
 		if err := bo.Wait(ctx); err != nil {
 			total, more := len(nr), ""
 			if len(nr) > 10 {
