@@ -384,8 +384,17 @@ func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 // 2.61-4.09s (median ~3.2s) at once and 2.45-2.90s (median 2.52s) masters
 // first. When Start fails, the wave that failed was already stopped by it.
 func (c *Cluster) start(ctx context.Context, nodes []procmgr.Node, started *[]procmgr.Node) error {
-	for _, wave := range mastersFirst(c.Spec, nodes) {
-		if err := procmgr.Start(ctx, wave, c.procOpts()); err != nil {
+	return startWaves(mastersFirst(c.Spec, nodes), started, func(wave []procmgr.Node) error {
+		return procmgr.Start(ctx, wave, c.procOpts())
+	})
+}
+
+// startWaves starts each wave in turn and appends it to *started once it
+// runs; it stops at the first wave that fails (start stops what it started
+// of that wave itself).
+func startWaves[N any](waves [][]N, started *[]N, start func([]N) error) error {
+	for _, wave := range waves {
+		if err := start(wave); err != nil {
 			return err
 		}
 		*started = append(*started, wave...)

@@ -242,13 +242,7 @@ func (c *Cluster) bringUp(ctx context.Context, rt nodeRuntime, o UpOptions) (err
 			waves = mastersFirst(s, missing)
 		}
 		st.Start(rt.startStep(len(missing)))
-		var serr error
-		for _, wave := range waves {
-			if serr = rt.start(ctx, wave); serr != nil {
-				break
-			}
-			started = append(started, wave...)
-		}
+		serr := startWaves(waves, &started, func(wave []spec.Node) error { return rt.start(ctx, wave) })
 		st.End(serr == nil)
 		if serr != nil {
 			return serr
