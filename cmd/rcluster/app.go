@@ -147,6 +147,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 					if c.Bool("json") {
 						enc := json.NewEncoder(stdout)
 						enc.SetIndent("", "  ")
+						// "problems": [] rather than null when healthy.
 						err2 = enc.Encode(map[string]any{"name": cl.Spec.Name, "healthy": len(problems) == 0,
 							"problems": append([]string{}, problems...), "nodes": sts})
 					} else {
