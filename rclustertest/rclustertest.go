@@ -21,20 +21,17 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math/rand/v2"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/rcluster/rcluster/internal/cluster"
+	"github.com/rcluster/rcluster/internal/portblock"
 	"github.com/rcluster/rcluster/internal/redisconn"
 	"github.com/rcluster/rcluster/internal/spec"
 	"github.com/rcluster/rcluster/internal/ui"
@@ -216,58 +213,15 @@ func portRange(ports []int) string {
 }
 
 // portBlock reserves n consecutive client ports whose bus ports (+10000)
-// are free, held with a lock file until the test ends so that test
-// processes running side by side never pick the same block. It uses the
-// same lock files as rcluster's own test helpers.
+// are free, held until the test ends with the same locks as rcluster's own
+// test helpers, so test processes running side by side never pick
+// overlapping blocks.
 func portBlock(t testing.TB, n int) int {
 	t.Helper()
-	if n <= 0 || n > 1000 {
-		t.Fatalf("rclustertest: %d nodes: want 1..1000", n)
+	base, release, err := portblock.Reserve(n)
+	if err != nil {
+		t.Fatalf("rclustertest: %d nodes: %v", n, err)
 	}
-	for range 200 {
-		// Client ports 10000-19999, bus ports 20000-29999: below Linux's
-		// ephemeral range (32768+), so outgoing connections don't take them.
-		base := 10000 + rand.IntN(10000-n)
-		var locks []*os.File
-		release := func() {
-			for _, f := range locks {
-				f.Close()
-			}
-		}
-		ok := true
-		// Lock every ten-port group the block touches.
-		for g := base / 10 * 10; g < base+n; g += 10 {
-			path := filepath.Join(os.TempDir(), fmt.Sprintf("rcluster-test-port-%d.lock", g))
-			f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
-			if err != nil {
-				release()
-				t.Fatalf("rclustertest: port lock %s: %v", path, err)
-			}
-			locks = append(locks, f)
-			if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-				ok = false
-				break
-			}
-		}
-		if ok && blockFree(base, n) {
-			t.Cleanup(release)
-			return base
-		}
-		release()
-	}
-	t.Fatalf("rclustertest: no free block of %d ports found", n)
-	return 0
-}
-
-func blockFree(base, n int) bool {
-	for p := base; p < base+n; p++ {
-		for _, q := range []int{p, p + spec.BusPortOffset} {
-			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(q)))
-			if err != nil {
-				return false
-			}
-			l.Close()
-		}
-	}
-	return true
+	t.Cleanup(release)
+	return base
 }

@@ -7,8 +7,6 @@ package redistest
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9/logging"
 
 	"github.com/rcluster/rcluster/internal/poll"
+	"github.com/rcluster/rcluster/internal/portblock"
 	"github.com/rcluster/rcluster/internal/redisconn"
 )
 
@@ -54,45 +53,16 @@ func Integration(t testing.TB) {
 }
 
 // PortBlock reserves n consecutive client ports whose bus ports (+10000) are
-// free too. The block is held with a lock file until the test ends, so test
-// binaries running side by side never pick the same block.
+// free too, held until the test ends so that test binaries running side by
+// side never pick overlapping blocks (see internal/portblock).
 func PortBlock(t testing.TB, n int) int {
 	t.Helper()
-	for attempt := 0; attempt < 200; attempt++ {
-		// Client ports 10000-19999, bus ports 20000-29999: both below
-		// Linux's ephemeral range (32768+), so outgoing connections don't
-		// steal them.
-		base := 10000 + rand.IntN(10000-n)
-		lock := filepath.Join(os.TempDir(), fmt.Sprintf("rcluster-test-port-%d.lock", base/10*10))
-		f, err := os.OpenFile(lock, os.O_CREATE|os.O_RDWR, 0o600)
-		if err != nil {
-			t.Fatalf("port lock: %v", err)
-		}
-		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-			f.Close()
-			continue
-		}
-		if blockFree(base, n) {
-			t.Cleanup(func() { f.Close() })
-			return base
-		}
-		f.Close()
+	base, release, err := portblock.Reserve(n)
+	if err != nil {
+		t.Fatalf("redistest: %v", err)
 	}
-	t.Fatalf("no free block of %d ports found", n)
-	return 0
-}
-
-func blockFree(base, n int) bool {
-	for p := base; p < base+n; p++ {
-		for _, q := range []int{p, p + 10000} {
-			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(q))
-			if err != nil {
-				return false
-			}
-			l.Close()
-		}
-	}
-	return true
+	t.Cleanup(release)
+	return base
 }
 
 // Node is a redis-server process started by Start.
