@@ -17,6 +17,7 @@ import (
 	"github.com/rcluster/rcluster/internal/poll"
 	"github.com/rcluster/rcluster/internal/redisconn"
 	"github.com/rcluster/rcluster/internal/spec"
+	"github.com/rcluster/rcluster/internal/statedir"
 	"github.com/rcluster/rcluster/internal/ui"
 	"github.com/rcluster/rcluster/internal/verify"
 )
@@ -46,7 +47,8 @@ func ExitCode(err error, stderr io.Writer) int {
 	}
 	var ue *UsageError
 	var se *spec.Error
-	if errors.As(err, &ue) || errors.As(err, &se) {
+	var pe *statedir.PurgeRefusedError
+	if errors.As(err, &ue) || errors.As(err, &se) || errors.As(err, &pe) {
 		return 2
 	}
 	return 1

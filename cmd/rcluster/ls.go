@@ -23,6 +23,7 @@ import (
 	"github.com/rcluster/rcluster/internal/procmgr"
 	"github.com/rcluster/rcluster/internal/redisconn"
 	"github.com/rcluster/rcluster/internal/spec"
+	"github.com/rcluster/rcluster/internal/statedir"
 )
 
 // listedCluster is one state dir under the root, as ls reports it.
@@ -41,15 +42,6 @@ type listedCluster struct {
 	Detail   string `json:"detail,omitempty"`
 }
 
-// savedClusterState mirrors the rcluster-state.json that `up` writes
-// (internal/cluster.savedState).
-type savedClusterState struct {
-	Name     string `json:"name"`
-	Host     string `json:"host"`
-	Ports    []int  `json:"ports"`
-	Replicas int    `json:"replicas"`
-}
-
 var confNameRE = regexp.MustCompile(`^redis_(\d+)\.conf$`)
 
 // readClusterDir describes dir from its rcluster-state.json, or, when up
@@ -57,23 +49,19 @@ var confNameRE = regexp.MustCompile(`^redis_(\d+)\.conf$`)
 // when dir is not an rcluster state dir.
 func readClusterDir(dir string) (lc listedCluster, ok bool, err error) {
 	lc = listedCluster{Name: filepath.Base(dir), Dir: dir, Host: "127.0.0.1"}
-	b, err := os.ReadFile(filepath.Join(dir, "rcluster-state.json"))
+	st, err := statedir.Read(dir)
 	switch {
-	case err == nil:
-		var st savedClusterState
-		if err := json.Unmarshal(b, &st); err != nil {
-			return lc, true, fmt.Errorf("%s: %w", filepath.Join(dir, "rcluster-state.json"), err)
-		}
+	case err != nil:
+		return lc, true, err
+	case st != nil:
 		if st.Name != "" {
 			lc.Name = st.Name
 		}
 		if st.Host != "" {
 			lc.Host = st.Host
 		}
-		lc.Ports, lc.Replicas, lc.Formed = st.Ports, st.Replicas, true
+		lc.Ports, lc.Replicas, lc.Formed = st.Ports, st.Replicas, st.Formed
 		return lc, true, nil
-	case !errors.Is(err, fs.ErrNotExist):
-		return lc, true, err
 	}
 	entries, err := os.ReadDir(filepath.Join(dir, "conf"))
 	if errors.Is(err, fs.ErrNotExist) {

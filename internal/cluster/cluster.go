@@ -5,7 +5,6 @@ package cluster
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -24,6 +23,7 @@ import (
 	"github.com/rcluster/rcluster/internal/redisconn"
 	"github.com/rcluster/rcluster/internal/slots"
 	"github.com/rcluster/rcluster/internal/spec"
+	"github.com/rcluster/rcluster/internal/statedir"
 	"github.com/rcluster/rcluster/internal/topology"
 	"github.com/rcluster/rcluster/internal/ui"
 )
@@ -77,88 +77,6 @@ func (c *Cluster) procNodes() []procmgr.Node {
 
 func (c *Cluster) procOpts() procmgr.Options { return procmgr.Options{Conn: c.Conn} }
 
-// savedState is what up records after forming, to detect specs that no
-// longer match the cluster on disk.
-type savedState struct {
-	Name     string `json:"name"`
-	Host     string `json:"host"`
-	Ports    []int  `json:"ports"`
-	Replicas int    `json:"replicas"`
-	// Security is none, auth, tls or auth+tls (never a secret): running
-	// nodes only see a change after a restart.
-	Security string `json:"security,omitempty"`
-}
-
-func (c *Cluster) statePath() string { return filepath.Join(c.Spec.Dir, "rcluster-state.json") }
-
-func (c *Cluster) wantState() savedState {
-	return savedState{Name: c.Spec.Name, Host: c.Spec.Host, Ports: slices.Clone(c.Spec.Ports), Replicas: c.Spec.Replicas,
-		Security: c.Spec.SecurityMode()}
-}
-
-func (c *Cluster) readState() (*savedState, error) {
-	var st savedState
-	if ok, err := readJSON(c.statePath(), &st); !ok || err != nil {
-		return nil, err
-	}
-	return &st, nil
-}
-
-func (c *Cluster) writeState() error { return writeJSON(c.statePath(), c.wantState()) }
-
-// readJSON decodes the JSON file at path into v; ok is false when the file
-// does not exist.
-func readJSON(path string, v any) (ok bool, err error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return false, fmt.Errorf("%s: %w", path, err)
-	}
-	return true, nil
-}
-
-// writeJSON writes v as indented JSON to path (0600).
-func writeJSON(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, append(b, '\n'), 0o600)
-}
-
-// ConflictError says the spec no longer matches the cluster on disk.
-type ConflictError struct {
-	Dir   string
-	Diffs []string
-}
-
-func (e *ConflictError) Error() string {
-	return fmt.Sprintf("the spec does not match the cluster saved in %s: %s; run `rcluster down --purge` to start over (this deletes its data)",
-		e.Dir, strings.Join(e.Diffs, "; "))
-}
-
-func diffState(saved, want savedState) []string {
-	var d []string
-	if saved.Host != want.Host {
-		d = append(d, fmt.Sprintf("host was %s, now %s", saved.Host, want.Host))
-	}
-	if !slices.Equal(saved.Ports, want.Ports) {
-		d = append(d, fmt.Sprintf("ports were %v, now %v", saved.Ports, want.Ports))
-	}
-	if saved.Replicas != want.Replicas {
-		d = append(d, fmt.Sprintf("replicas was %d, now %d", saved.Replicas, want.Replicas))
-	}
-	if saved.Security != "" && saved.Security != want.Security {
-		d = append(d, fmt.Sprintf("security was %s, now %s", saved.Security, want.Security))
-	}
-	return d
-}
-
 // refreshConn re-reads the spec's client settings once configs (and any
 // generated TLS certificates) exist, keeping the caller's timeouts.
 func (c *Cluster) refreshConn() error {
@@ -205,8 +123,8 @@ func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 		st.Start(msg)
 	}
 
-	_, serr := os.Stat(s.Dir)
-	newDir := errors.Is(serr, os.ErrNotExist)
+	newDir := !statedir.Exists(s.Dir)
+	lockMade := !statedir.Exists(filepath.Join(s.Dir, statedir.LockFile))
 	unlock, err := lock(ctx, s.Dir, c.lockWait())
 	if err != nil {
 		if errors.Is(err, ErrLocked) || ctx.Err() != nil {
@@ -236,6 +154,10 @@ func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 		if d := diffState(*saved, c.wantState()); len(d) > 0 {
 			return &ConflictError{Dir: s.Dir, Diffs: d}
 		}
+	}
+	state, err := c.claim(saved, newDir, lockMade)
+	if err != nil {
+		return err
 	}
 
 	nodes := c.procNodes()
@@ -365,8 +287,8 @@ func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 	if err := c.formOrWait(ctx, addrs, begin, waitWhat, nil); err != nil {
 		return err
 	}
-	if err := c.writeState(); err != nil {
-		return fmt.Errorf("save state: %w", err)
+	if err := c.saveFormed(state); err != nil {
+		return err
 	}
 	st.Infof("Cluster %q is up: %d nodes on %s:%d-%d. Stop it with `rcluster down`.",
 		s.Name, len(addrs), s.Host, slices.Min(s.Ports), slices.Max(s.Ports))
@@ -644,14 +566,20 @@ func CheckBinary(ctx context.Context, bin string) (string, error) {
 // Down stops every node gracefully (SHUTDOWN, so the AOF is flushed),
 // signalling only processes proven to be that node. Nodes already dead are
 // reported, not errors. It also stops nodes on ports the saved state lists
-// but the spec no longer does. With purge it then deletes the state dir.
+// but the spec no longer does. With purge it then deletes what rcluster
+// created in the state dir, and nothing else (see purge).
 func (c *Cluster) Down(ctx context.Context, purge bool) error {
+	if purge {
+		if err := c.checkPurge(); err != nil {
+			return err
+		}
+	}
 	if c.foreign() {
 		return c.downForeign(ctx, purge) // docker and external: foreign.go
 	}
 	st := c.status()
 	s := c.Spec
-	if _, err := os.Stat(s.Dir); errors.Is(err, os.ErrNotExist) {
+	if !c.hasState() {
 		st.Infof("Cluster %q has no state in %s; nothing to stop.", s.Name, s.Dir)
 		return nil
 	}
@@ -662,7 +590,8 @@ func (c *Cluster) Down(ctx context.Context, purge bool) error {
 	defer unlock()
 
 	nodes := c.procNodes()
-	if saved, serr := c.readState(); serr == nil && saved != nil {
+	saved, serr := c.readState()
+	if serr == nil && saved != nil {
 		for _, p := range saved.Ports {
 			if !slices.Contains(s.Ports, p) {
 				nodes = append(nodes, procmgr.Node{Host: saved.Host, Port: p, Binary: s.RedisServer,
@@ -704,13 +633,43 @@ func (c *Cluster) Down(ctx context.Context, purge bool) error {
 		st.Infof("Cluster %q stopped (%s); data kept in %s (`rcluster up` brings it back, `down --purge` deletes it).", s.Name, summary, s.Dir)
 		return nil
 	}
-	st.Start("Removing " + s.Dir)
-	perr := purgeDir(s)
-	st.End(perr == nil)
-	if perr == nil {
-		st.Infof("Cluster %q stopped (%s) and its state deleted.", s.Name, summary)
+	return c.purge(saved, summary)
+}
+
+// hasState reports whether the state dir holds an rcluster cluster: a
+// state file, or (an up of an older rcluster that never completed) configs.
+func (c *Cluster) hasState() bool {
+	return statedir.Exists(statedir.Path(c.Spec.Dir)) || statedir.Exists(c.Spec.ConfDir())
+}
+
+// checkPurge refuses, before anything is stopped, a state dir that cannot
+// be purged: the filesystem root, the home directory, the spec file's own
+// directory.
+func (c *Cluster) checkPurge() error {
+	specDir := ""
+	if c.Spec.Path != "" {
+		specDir = filepath.Dir(c.Spec.Path)
 	}
-	return perr
+	return statedir.CheckPurgeTarget(c.Spec.Dir, specDir)
+}
+
+// purge removes what rcluster created in the state dir (statedir.Purge)
+// and says what it kept.
+func (c *Cluster) purge(saved *statedir.State, summary string) error {
+	st, s := c.status(), c.Spec
+	st.Start("Removing what rcluster created in " + s.Dir)
+	res, err := statedir.Purge(s.Dir, saved, statedir.LayoutOf(s))
+	st.End(err == nil)
+	if err != nil {
+		return err
+	}
+	if len(res.Kept) > 0 {
+		st.Infof("Cluster %q stopped (%s) and its state deleted; kept %s, which rcluster did not create: %s.",
+			s.Name, summary, s.Dir, strings.Join(res.Kept, ", "))
+		return nil
+	}
+	st.Infof("Cluster %q stopped (%s) and its state deleted.", s.Name, summary)
+	return nil
 }
 
 func itThem(n int) string {
@@ -725,22 +684,4 @@ func wasWere(n int) string {
 		return "was"
 	}
 	return "were"
-}
-
-// purgeDir removes the state dir, but only when it looks like one rcluster
-// made: it must hold our lock file, state file or conf dir.
-func purgeDir(s *spec.Spec) error {
-	ours := false
-	for _, p := range []string{"rcluster.lock", "rcluster-state.json", "conf"} {
-		if _, err := os.Stat(filepath.Join(s.Dir, p)); err == nil {
-			ours = true
-		}
-	}
-	if !ours {
-		return fmt.Errorf("refusing to delete %s: it does not look like an rcluster state dir", s.Dir)
-	}
-	if err := os.RemoveAll(s.Dir); err != nil {
-		return fmt.Errorf("purge %s: %w", s.Dir, err)
-	}
-	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"github.com/rcluster/rcluster/internal/procmgr"
 	"github.com/rcluster/rcluster/internal/redisconn"
 	"github.com/rcluster/rcluster/internal/spec"
+	"github.com/rcluster/rcluster/internal/statedir"
 )
 
 // fakeRedis writes a script that answers --version like redis-server does.
@@ -45,11 +47,11 @@ func TestCheckBinary(t *testing.T) {
 }
 
 func TestConflictError(t *testing.T) {
-	saved := savedState{Name: "t", Host: "127.0.0.1", Ports: []int{7001, 7002, 7003}, Replicas: 0}
+	saved := statedir.State{Name: "t", Runtime: "process", Host: "127.0.0.1", Ports: []int{7001, 7002, 7003}, Replicas: 0, Formed: true}
 	if d := diffState(saved, saved); len(d) != 0 {
 		t.Fatalf("same state differs: %v", d)
 	}
-	want := savedState{Name: "t", Host: "127.0.0.2", Ports: []int{7001, 7002, 7003, 7004, 7005, 7006}, Replicas: 1}
+	want := statedir.State{Name: "t", Runtime: "process", Host: "127.0.0.2", Ports: []int{7001, 7002, 7003, 7004, 7005, 7006}, Replicas: 1}
 	err := &ConflictError{Dir: "/x", Diffs: diffState(saved, want)}
 	for _, s := range []string{"host was 127.0.0.1, now 127.0.0.2", "ports were [7001 7002 7003], now [7001 7002 7003 7004 7005 7006]",
 		"replicas was 0, now 1", "rcluster down --purge", "/x"} {
@@ -62,7 +64,7 @@ func TestConflictError(t *testing.T) {
 func TestUpRefusesConflictingSpecBeforeStarting(t *testing.T) {
 	s := testSpec(t, 7001, 7002, 7003)
 	c := &Cluster{Spec: s, Log: &bytes.Buffer{}}
-	writeFile(t, c.statePath(), `{"name":"t","host":"127.0.0.1","ports":[7001,7002,7003,7004,7005,7006],"replicas":1}`)
+	writeFile(t, statedir.Path(s.Dir), `{"name":"t","host":"127.0.0.1","ports":[7001,7002,7003,7004,7005,7006],"replicas":1}`)
 	err := c.Up(context.Background(), UpOptions{Timeout: 10 * time.Second})
 	var ce *ConflictError
 	if !errors.As(err, &ce) || len(ce.Diffs) != 2 {
@@ -193,8 +195,8 @@ func TestDownWithoutStateDir(t *testing.T) {
 func TestPurgeRefusesForeignDir(t *testing.T) {
 	s := testSpec(t, 7001)
 	writeFile(t, filepath.Join(s.Dir, "precious.txt"), "x")
-	if err := purgeDir(s); err == nil || !strings.Contains(err.Error(), "does not look like an rcluster state dir") {
-		t.Fatalf("purgeDir = %v", err)
+	if err := (&Cluster{Spec: s, Log: io.Discard}).Down(context.Background(), true); err != nil {
+		t.Fatalf("down --purge of a dir that is no state dir: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(s.Dir, "precious.txt")); err != nil {
 		t.Fatal("purge deleted a foreign dir")

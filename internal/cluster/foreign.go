@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/rcluster/rcluster/internal/confgen"
 	"github.com/rcluster/rcluster/internal/slots"
 	"github.com/rcluster/rcluster/internal/spec"
+	"github.com/rcluster/rcluster/internal/statedir"
 )
 
 // Runtimes other than process ("foreign" here: docker, external) share one
@@ -60,51 +62,6 @@ func (c *Cluster) openRuntime(ctx context.Context) (nodeRuntime, error) {
 	return nil, fmt.Errorf("runtime %q has no foreign lifecycle", c.Spec.Runtime)
 }
 
-// foreignState is the saved state of a foreign runtime: savedState's fields
-// (so the process lifecycle can read it) plus the runtime and the nodes.
-type foreignState struct {
-	savedState
-	Runtime string   `json:"runtime"`
-	Nodes   []string `json:"nodes"`
-}
-
-func (c *Cluster) wantForeignState() foreignState {
-	st := foreignState{savedState: c.wantState(), Runtime: c.Spec.Runtime, Nodes: c.Spec.Addrs()}
-	if c.Spec.IsExternal() {
-		st.Host, st.Ports = "", nil
-	}
-	return st
-}
-
-func (c *Cluster) readForeignState() (*foreignState, error) {
-	var st foreignState
-	if ok, err := readJSON(c.statePath(), &st); !ok || err != nil {
-		return nil, err
-	}
-	if st.Runtime == "" {
-		st.Runtime = spec.RuntimeProcess
-	}
-	if len(st.Nodes) == 0 {
-		for _, p := range st.Ports {
-			st.Nodes = append(st.Nodes, spec.Node{Host: st.Host, Port: p}.Addr())
-		}
-	}
-	return &st, nil
-}
-
-func (c *Cluster) writeForeignState() error { return writeJSON(c.statePath(), c.wantForeignState()) }
-
-func diffForeignState(saved, want foreignState) []string {
-	var d []string
-	if !slices.Equal(saved.Nodes, want.Nodes) {
-		d = append(d, fmt.Sprintf("nodes were %s, now %s", strings.Join(saved.Nodes, " "), strings.Join(want.Nodes, " ")))
-	}
-	if saved.Replicas != want.Replicas {
-		d = append(d, fmt.Sprintf("replicas was %d, now %d", saved.Replicas, want.Replicas))
-	}
-	return d
-}
-
 // upForeign is Up for runtimes docker and external.
 func (c *Cluster) upForeign(ctx context.Context, o UpOptions) error {
 	if o.Timeout <= 0 {
@@ -118,19 +75,25 @@ func (c *Cluster) upForeign(ctx context.Context, o UpOptions) error {
 	if err := s.ResolveHosts(ctx, nil); err != nil {
 		return err
 	}
+	newDir := !statedir.Exists(s.Dir)
+	lockMade := !statedir.Exists(filepath.Join(s.Dir, statedir.LockFile))
 	unlock, err := lock(ctx, s.Dir, c.lockWait())
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	saved, err := c.readForeignState()
+	saved, err := c.readState()
 	if err != nil {
 		return err
 	}
 	if saved != nil {
-		if d := diffForeignState(*saved, c.wantForeignState()); len(d) > 0 {
+		if d := diffState(*saved, c.wantState()); len(d) > 0 {
 			return &ConflictError{Dir: s.Dir, Diffs: d}
 		}
+	}
+	state, err := c.claim(saved, newDir, lockMade)
+	if err != nil {
+		return err
 	}
 	if s.IsDocker() && s.TLS != nil {
 		// Generated certificates must exist before the runtime's client
@@ -150,10 +113,7 @@ func (c *Cluster) upForeign(ctx context.Context, o UpOptions) error {
 	if err := c.bringUp(ctx, rt, o); err != nil {
 		return err
 	}
-	if err := c.writeForeignState(); err != nil {
-		return fmt.Errorf("save state: %w", err)
-	}
-	return nil
+	return c.saveFormed(state)
 }
 
 // bringUp is the heart of up on a foreign runtime: start what is missing,
@@ -286,8 +246,7 @@ func writePlan(w io.Writer, p *slots.Plan) {
 func (c *Cluster) downForeign(ctx context.Context, purge bool) error {
 	st := c.status()
 	s := c.Spec
-	_, statErr := os.Stat(s.Dir)
-	dirExists := statErr == nil
+	dirExists := c.hasState()
 	if dirExists {
 		unlock, err := lock(ctx, s.Dir, c.lockWait())
 		if err != nil {
@@ -321,13 +280,11 @@ func (c *Cluster) downForeign(ctx context.Context, purge bool) error {
 		st.Infof("Cluster %q: %s; state kept in %s (`rcluster up` brings it back, `down --purge` deletes it).", s.Name, summary, s.Dir)
 		return nil
 	}
-	st.Start("Removing " + s.Dir)
-	perr := purgeDir(s)
-	st.End(perr == nil)
-	if perr == nil {
-		st.Infof("Cluster %q: %s; state deleted.", s.Name, summary)
+	saved, err := c.readState()
+	if err != nil {
+		return err
 	}
-	return perr
+	return c.purge(saved, summary)
 }
 
 // foreignStatuses is NodeStatuses for runtimes docker and external.

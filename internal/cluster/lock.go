@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rcluster/rcluster/internal/poll"
+	"github.com/rcluster/rcluster/internal/statedir"
 )
 
 // ErrLocked is returned when another rcluster command holds the state dir.
@@ -74,15 +75,25 @@ func sameFile(f *os.File, path string) bool {
 	return err == nil && os.SameFile(a, b)
 }
 
-// removeBareStateDir deletes dir when it holds nothing but the lock file,
-// i.e. an up that created it failed before writing anything. Call it while
-// holding the lock (lock() copes with the file vanishing under a waiter).
+// removeBareStateDir deletes dir when it holds nothing but the lock file
+// and an unformed state file, i.e. an up that created it failed before
+// writing anything else. Call it while holding the lock (lock() copes with
+// the file vanishing under a waiter).
 func removeBareStateDir(dir string) {
 	entries, err := os.ReadDir(dir)
-	if err != nil || len(entries) != 1 || entries[0].Name() != "rcluster.lock" {
+	if err != nil {
 		return
 	}
-	if os.Remove(filepath.Join(dir, "rcluster.lock")) == nil {
+	for _, e := range entries {
+		if e.Name() != statedir.LockFile && e.Name() != statedir.StateFile {
+			return
+		}
+	}
+	if st, err := statedir.Read(dir); err != nil || (st != nil && st.Formed) {
+		return
+	}
+	_ = os.Remove(statedir.Path(dir))
+	if os.Remove(filepath.Join(dir, statedir.LockFile)) == nil {
 		_ = os.Remove(dir)
 	}
 }
