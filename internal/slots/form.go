@@ -62,63 +62,25 @@ type member struct {
 	restoreTimeout string
 }
 
-// meetStrategy decides who sends CLUSTER MEET to whom.
-type meetStrategy int
-
-const (
-	// meetMesh: every node MEETs every other node (pipelined per node).
-	meetMesh meetStrategy = iota
-	// meetStarIn: every node MEETs the first node (redis-cli's way).
-	meetStarIn
-	// meetStarOut: the first node MEETs every other node (one pipeline).
-	meetStarOut
-	// meetChords: every node MEETs nodes i+1, i+2, i+4, ... (mod n).
-	meetChords
-	// meetHalf: every pair MEETs once: node i MEETs i+1 .. i+n/2 (mod n),
-	// so the work is spread evenly over the senders.
-	meetHalf
-	// meetStaged: first the masters meet each other and each replica
-	// meets its own master; the replicas REPLICATE as soon as they
-	// know their master; only then do all remaining pairs meet (half). The
-	// other nodes thus first hear of each replica when it already is one,
-	// instead of seeing it as a master until its next ping (up to
-	// cluster-node-timeout/2 later). Groups up to halfMax nodes meet pair
-	// by pair (halfPairs), larger ones along chords (chordPairs). This is
-	// Form's strategy; the others exist for the experiment in
-	// meet_experiment_test.go.
-	meetStaged
-	// meetStagedHalf, meetStagedChords: meetStaged with always halfPairs
-	// or always chordPairs (for the experiment).
-	meetStagedHalf
-	meetStagedChords
-)
-
-// halfMax is the largest group meetStaged connects pair by pair (halfPairs);
+// halfMax is the largest group Form connects pair by pair (halfPairs);
 // larger groups get chordPairs and gossip does the rest. Measured (see
 // meet_experiment_test.go): at 30 nodes direct pairs know each other in
 // ~0.5s against ~2.9s for chords; at 100 nodes the n^2/2 handshakes swamp 2
 // cores (~7s) while chords take ~2.5-3.9s.
 const halfMax = 32
 
-func (s meetStrategy) pairs(k int) func([]int, func(int, int)) {
-	switch {
-	case s == meetStagedHalf:
+// pairsFunc lists pairs of the member indexes idx, calling add once per
+// CLUSTER MEET to send.
+type pairsFunc func(idx []int, add func(from, to int))
+
+// groupPairs is how Form meets a group of k nodes: pair by pair up to
+// halfMax, along chords above.
+func groupPairs(k int) pairsFunc {
+	if k <= halfMax {
 		return halfPairs
-	case s == meetStagedChords:
-		return chordPairs
-	case k <= halfMax:
-		return halfPairs
-	default:
-		return chordPairs
 	}
+	return chordPairs
 }
-
-func (s meetStrategy) String() string {
-	return [...]string{"mesh", "star-in", "star-out", "chords", "half", "staged", "staged-half", "staged-chords"}[s]
-}
-
-// defaultMeet is the strategy Form uses; see meetEdges for the measurements.
-const defaultMeet = meetStaged
 
 // Form turns the plan's empty nodes into a cluster and returns when every
 // node reports cluster_state:ok, all agree, and every replica's link is up,
@@ -141,11 +103,7 @@ const defaultMeet = meetStaged
 // started (CLUSTER_WRITABLE_DELAY), so Form takes ~2s for 3..30 nodes,
 // whether they were just started or have idled (see bootstrapNodeTimeout
 // for what idle masters would otherwise cost).
-func Form(ctx context.Context, p *Plan, o FormOptions) error {
-	return form(ctx, p, o, defaultMeet)
-}
-
-func form(ctx context.Context, p *Plan, o FormOptions, strategy meetStrategy) (err error) {
+func Form(ctx context.Context, p *Plan, o FormOptions) (err error) {
 	if p == nil || len(p.Shards) == 0 {
 		return errors.New("form: empty plan")
 	}
@@ -208,37 +166,30 @@ func form(ctx context.Context, p *Plan, o FormOptions, strategy meetStrategy) (e
 		logf("form: slots: %d masters got their ranges and config epochs 1..%d", len(p.Shards), len(p.Shards))
 	}
 
-	// 3. MEET, and 4. replicas follow their masters.
-	if strategy >= meetStaged {
-		a, b := stagedEdges(ms, strategy)
-		n, err := meet(ctx, ms, a)
-		if err != nil {
-			return err
-		}
-		logf("form: meet: %d CLUSTER MEET sent (masters with each other, each replica with its master)", n)
-		if err := replicate(ctx, ms); err != nil {
-			return err
-		}
-		logf("form: replicate: %d replicas attached", len(ms)-len(p.Shards))
-		if large {
-			logf("form: meet: no second round for %d nodes; gossip introduces the rest", len(ms))
-		} else {
-			n, err = meet(ctx, ms, b)
-			if err != nil {
-				return err
-			}
-			logf("form: meet: %d CLUSTER MEET sent (every remaining pair)", n)
-		}
+	// 3. MEET, and 4. replicas follow their masters: first the masters meet
+	// each other and each replica meets its own master; the replicas
+	// REPLICATE as soon as they know their master; only then do the
+	// remaining pairs meet. The other nodes thus first hear of each replica
+	// when it already is one, instead of seeing it as a master until its
+	// next ping (up to cluster-node-timeout/2 later).
+	a, b := stagedEdges(ms, groupPairs)
+	n, err := meet(ctx, ms, a)
+	if err != nil {
+		return err
+	}
+	logf("form: meet: %d CLUSTER MEET sent (masters with each other, each replica with its master)", n)
+	if err := replicate(ctx, ms); err != nil {
+		return err
+	}
+	logf("form: replicate: %d replicas attached", len(ms)-len(p.Shards))
+	if large {
+		logf("form: meet: no second round for %d nodes; gossip introduces the rest", len(ms))
 	} else {
-		n, err := meet(ctx, ms, meetEdges(len(ms), strategy))
+		n, err = meet(ctx, ms, b)
 		if err != nil {
 			return err
 		}
-		logf("form: meet: %d CLUSTER MEET sent (%s)", n, strategy)
-		if err := replicate(ctx, ms); err != nil {
-			return err
-		}
-		logf("form: replicate: %d replicas attached", len(ms)-len(p.Shards))
+		logf("form: meet: %d CLUSTER MEET sent (every remaining pair)", n)
 	}
 
 	// 5. Make every node's view of every other complete (see settle). When
@@ -798,48 +749,6 @@ func assignSlots(ctx context.Context, p *Plan, ms []*member) error {
 	return nil
 }
 
-// meetEdges lists, per sender index, the indexes it sends CLUSTER MEET to,
-// for the single-round strategies.
-func meetEdges(n int, s meetStrategy) [][]int {
-	e := make([][]int, n)
-	switch s {
-	case meetMesh:
-		for i := range e {
-			for j := 0; j < n; j++ {
-				if j != i {
-					e[i] = append(e[i], j)
-				}
-			}
-		}
-	case meetStarIn:
-		for i := 1; i < n; i++ {
-			e[i] = []int{0}
-		}
-	case meetStarOut:
-		for j := 1; j < n; j++ {
-			e[0] = append(e[0], j)
-		}
-	case meetHalf:
-		all := make([]int, n)
-		for i := range all {
-			all[i] = i
-		}
-		halfPairs(all, func(x, y int) { e[x] = append(e[x], y) })
-	case meetChords:
-		for i := range e {
-			seen := map[int]bool{i: true}
-			for d := 1; d < n; d *= 2 {
-				j := (i + d) % n
-				if !seen[j] {
-					seen[j] = true
-					e[i] = append(e[i], j)
-				}
-			}
-		}
-	}
-	return e
-}
-
 // halfPairs lists each unordered pair of idx once, spread evenly over
 // senders: idx[i] MEETs idx[i+1 .. i+k/2] (mod k).
 func halfPairs(idx []int, add func(from, to int)) {
@@ -872,9 +781,11 @@ func chordPairs(idx []int, add func(from, to int)) {
 	}
 }
 
-// stagedEdges returns the two MEET rounds of meetStaged: a = masters among
-// themselves plus each replica to its master; b = every other pair once.
-func stagedEdges(ms []*member, s meetStrategy) (a, b [][]int) {
+// stagedEdges returns Form's two MEET rounds: a = masters among themselves
+// plus each replica to its master; b = every other pair once. pairs(k)
+// picks how a group of k nodes is connected (Form: groupPairs; the
+// experiment also tries fixed choices).
+func stagedEdges(ms []*member, pairs func(k int) pairsFunc) (a, b [][]int) {
 	n := len(ms)
 	a, b = make([][]int, n), make([][]int, n)
 	var masters []int
@@ -887,7 +798,7 @@ func stagedEdges(ms []*member, s meetStrategy) (a, b [][]int) {
 	}
 	met := map[[2]int]bool{}
 	mark := func(x, y int) { met[[2]int{min(x, y), max(x, y)}] = true }
-	s.pairs(len(masters))(masters, func(x, y int) { a[x] = append(a[x], y); mark(x, y) })
+	pairs(len(masters))(masters, func(x, y int) { a[x] = append(a[x], y); mark(x, y) })
 	for i, m := range ms {
 		if m.replica {
 			j := masterOf[m.shard]
@@ -899,7 +810,7 @@ func stagedEdges(ms []*member, s meetStrategy) (a, b [][]int) {
 	for i := range all {
 		all[i] = i
 	}
-	s.pairs(n)(all, func(x, y int) {
+	pairs(n)(all, func(x, y int) {
 		if !met[[2]int{min(x, y), max(x, y)}] {
 			b[x] = append(b[x], y)
 		}

@@ -93,6 +93,136 @@ func TestMeetStrategyExperiment(t *testing.T) {
 	t.Logf("summary:\n%s", strings.Join(table, "\n"))
 }
 
+// meetStrategy decides who sends CLUSTER MEET to whom in the experiment.
+type meetStrategy int
+
+const (
+	// meetMesh: every node MEETs every other node (pipelined per node).
+	meetMesh meetStrategy = iota
+	// meetStarIn: every node MEETs the first node (redis-cli's way).
+	meetStarIn
+	// meetStarOut: the first node MEETs every other node (one pipeline).
+	meetStarOut
+	// meetChords: every node MEETs nodes i+1, i+2, i+4, ... (mod n).
+	meetChords
+	// meetHalf: every pair MEETs once: node i MEETs i+1 .. i+n/2 (mod n),
+	// so the work is spread evenly over the senders.
+	meetHalf
+	// meetStaged is Form's way (stagedEdges with groupPairs): masters with
+	// each other and each replica with its master, REPLICATE, then the
+	// remaining pairs, pair by pair up to halfMax nodes, along chords above.
+	meetStaged
+	// meetStagedHalf, meetStagedChords: meetStaged with always halfPairs
+	// or always chordPairs.
+	meetStagedHalf
+	meetStagedChords
+)
+
+func (s meetStrategy) String() string {
+	return [...]string{"mesh", "star-in", "star-out", "chords", "half", "staged", "staged-half", "staged-chords"}[s]
+}
+
+// pairs is the group pairing of the staged strategies, for stagedEdges.
+func (s meetStrategy) pairs(k int) pairsFunc {
+	switch s {
+	case meetStagedHalf:
+		return halfPairs
+	case meetStagedChords:
+		return chordPairs
+	default:
+		return groupPairs(k)
+	}
+}
+
+// meetEdges lists, per sender index, the indexes it sends CLUSTER MEET to,
+// for the single-round strategies.
+func meetEdges(n int, s meetStrategy) [][]int {
+	e := make([][]int, n)
+	switch s {
+	case meetMesh:
+		for i := range e {
+			for j := 0; j < n; j++ {
+				if j != i {
+					e[i] = append(e[i], j)
+				}
+			}
+		}
+	case meetStarIn:
+		for i := 1; i < n; i++ {
+			e[i] = []int{0}
+		}
+	case meetStarOut:
+		for j := 1; j < n; j++ {
+			e[0] = append(e[0], j)
+		}
+	case meetHalf:
+		all := make([]int, n)
+		for i := range all {
+			all[i] = i
+		}
+		halfPairs(all, func(x, y int) { e[x] = append(e[x], y) })
+	case meetChords:
+		for i := range e {
+			seen := map[int]bool{i: true}
+			for d := 1; d < n; d *= 2 {
+				j := (i + d) % n
+				if !seen[j] {
+					seen[j] = true
+					e[i] = append(e[i], j)
+				}
+			}
+		}
+	}
+	return e
+}
+
+// Every single-round strategy connects all nodes (directly or through gossip paths), and
+// half meets every pair exactly once.
+func TestMeetEdges(t *testing.T) {
+	for _, n := range []int{3, 4, 6, 7, 30, 100} {
+		for _, s := range []meetStrategy{meetMesh, meetStarIn, meetStarOut, meetChords, meetHalf} {
+			e := meetEdges(n, s)
+			// union-find over undirected edges
+			parent := make([]int, n)
+			for i := range parent {
+				parent[i] = i
+			}
+			var find func(int) int
+			find = func(x int) int {
+				for parent[x] != x {
+					x = parent[x]
+				}
+				return x
+			}
+			pairs := map[[2]int]int{}
+			for i, js := range e {
+				for _, j := range js {
+					if j == i || j < 0 || j >= n {
+						t.Fatalf("%s n=%d: bad edge %d->%d", s, n, i, j)
+					}
+					parent[find(i)] = find(j)
+					pairs[[2]int{min(i, j), max(i, j)}]++
+				}
+			}
+			for i := range parent {
+				if find(i) != find(0) {
+					t.Fatalf("%s n=%d: node %d not connected", s, n, i)
+				}
+			}
+			if s == meetHalf {
+				if len(pairs) != n*(n-1)/2 {
+					t.Fatalf("half n=%d: %d pairs, want %d", n, len(pairs), n*(n-1)/2)
+				}
+				for p, c := range pairs {
+					if c != 1 {
+						t.Fatalf("half n=%d: pair %v met %d times", n, p, c)
+					}
+				}
+			}
+		}
+	}
+}
+
 // waitKnown polls until every node knows all n nodes, handshakes done.
 func waitKnown(t *testing.T, ctx context.Context, ms []*member, n int) {
 	var bo poll.Backoff
@@ -176,7 +306,7 @@ func meetTrial(t *testing.T, n int, s meetStrategy, idle bool) string {
 	var sent int
 	var known, repl time.Duration
 	if s >= meetStaged {
-		a, b := stagedEdges(ms, s)
+		a, b := stagedEdges(ms, s.pairs)
 		k, err := meet(ctx, ms, a)
 		if err != nil {
 			t.Fatal(err)

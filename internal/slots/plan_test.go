@@ -464,53 +464,6 @@ func BenchmarkNewPlan500OneHost(b *testing.B) {
 	}
 }
 
-// Every strategy connects all nodes (directly or through gossip paths), and
-// half meets every pair exactly once.
-func TestMeetEdges(t *testing.T) {
-	for _, n := range []int{3, 4, 6, 7, 30, 100} {
-		for _, s := range []meetStrategy{meetMesh, meetStarIn, meetStarOut, meetChords, meetHalf} {
-			e := meetEdges(n, s)
-			// union-find over undirected edges
-			parent := make([]int, n)
-			for i := range parent {
-				parent[i] = i
-			}
-			var find func(int) int
-			find = func(x int) int {
-				for parent[x] != x {
-					x = parent[x]
-				}
-				return x
-			}
-			pairs := map[[2]int]int{}
-			for i, js := range e {
-				for _, j := range js {
-					if j == i || j < 0 || j >= n {
-						t.Fatalf("%s n=%d: bad edge %d->%d", s, n, i, j)
-					}
-					parent[find(i)] = find(j)
-					pairs[[2]int{min(i, j), max(i, j)}]++
-				}
-			}
-			for i := range parent {
-				if find(i) != find(0) {
-					t.Fatalf("%s n=%d: node %d not connected", s, n, i)
-				}
-			}
-			if s == meetHalf {
-				if len(pairs) != n*(n-1)/2 {
-					t.Fatalf("half n=%d: %d pairs, want %d", n, len(pairs), n*(n-1)/2)
-				}
-				for p, c := range pairs {
-					if c != 1 {
-						t.Fatalf("half n=%d: pair %v met %d times", n, p, c)
-					}
-				}
-			}
-		}
-	}
-}
-
 func TestStagedEdges(t *testing.T) {
 	for _, c := range []struct{ masters, replicas int }{{3, 0}, {3, 1}, {3, 2}, {15, 1}, {50, 1}, {34, 2}} {
 		var ms []*member
@@ -524,7 +477,7 @@ func TestStagedEdges(t *testing.T) {
 		}
 		n := len(ms)
 		for _, s := range []meetStrategy{meetStaged, meetStagedHalf, meetStagedChords} {
-			a, b := stagedEdges(ms, s)
+			a, b := stagedEdges(ms, s.pairs)
 			pairs := map[[2]int]int{}
 			parent := make([]int, n)
 			for i := range parent {
