@@ -27,7 +27,12 @@
 // Containers carry labels (LabelCluster, LabelDir, LabelPort, LabelHost);
 // the spec's absolute state dir identifies a cluster's containers, so two
 // clusters of the same name in different directories never touch each
-// other's.
+// other's. rcluster acts only on containers carrying the spec's labels,
+// never on another container that happens to have the name it would use.
+//
+// Every request to the engine has its own deadline (Options.CallTimeout), so
+// a hung engine fails an operation, naming the container and the request,
+// instead of hanging rcluster.
 package dockerrt
 
 import (
@@ -75,6 +80,14 @@ type Options struct {
 	// before it stops the container (default 10s); the engine sends SIGKILL
 	// 3s after its SIGTERM.
 	Grace time.Duration
+	// CallTimeout bounds each request to the Docker engine (default 10s),
+	// so a hung engine fails the operation, naming the container and the
+	// request, instead of hanging rcluster. A request that waits inside the
+	// engine on purpose gets that wait on top (docker stop's 3s grace); an
+	// image pull has PullTimeout instead.
+	CallTimeout time.Duration
+	// PullTimeout bounds an image pull, download included (default 5m).
+	PullTimeout time.Duration
 	// Log receives progress lines such as image pulls (may be nil).
 	Log io.Writer
 }
@@ -85,6 +98,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Grace <= 0 {
 		o.Grace = 10 * time.Second
+	}
+	if o.CallTimeout <= 0 {
+		o.CallTimeout = 10 * time.Second
+	}
+	if o.PullTimeout <= 0 {
+		o.PullTimeout = 5 * time.Minute
 	}
 	if o.Log == nil {
 		o.Log = io.Discard
@@ -102,17 +121,18 @@ type Runtime struct {
 // New connects to the Docker engine (DOCKER_HOST and friends, else the
 // local socket) and checks that it answers.
 func New(ctx context.Context, s *spec.Spec, o Options) (*Runtime, error) {
+	o = o.withDefaults()
 	cli, err := client.New(client.FromEnv)
 	if err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
 	}
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if _, err := cli.Ping(pctx, client.PingOptions{}); err != nil {
+	if _, err := engine(ctx, o.CallTimeout, "ping", func(ctx context.Context) (client.PingResult, error) {
+		return cli.Ping(ctx, client.PingOptions{})
+	}); err != nil {
 		cli.Close()
-		return nil, fmt.Errorf("runtime docker: cannot reach the Docker engine at %s: %w (is Docker running, and may this user use it?)", cli.DaemonHost(), err)
+		return nil, fmt.Errorf("runtime docker: cannot reach the Docker engine at %s (is Docker running, and may this user use it?): %w", cli.DaemonHost(), err)
 	}
-	return &Runtime{Spec: s, o: o.withDefaults(), cli: cli}, nil
+	return &Runtime{Spec: s, o: o, cli: cli}, nil
 }
 
 // Close releases the engine connection.
@@ -145,6 +165,8 @@ type NodeState struct {
 	Container string // name
 	ID        string // empty when there is no container
 	Running   bool
+	// Paused: the container runs but is frozen (docker pause, see Pause).
+	Paused bool
 	// Responding is true when the node answered PING at its address.
 	Responding bool
 	Pid        int // the container's main process, as the host sees it
@@ -155,11 +177,61 @@ type NodeState struct {
 // owned lists every container (any state) labelled with the spec's dir.
 func (r *Runtime) owned(ctx context.Context) ([]container.Summary, error) {
 	f := make(client.Filters).Add("label", LabelDir+"="+r.Spec.Dir)
-	res, err := r.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
+	res, err := engine(ctx, r.o.CallTimeout, "list containers of "+r.Spec.Dir, func(ctx context.Context) (client.ContainerListResult, error) {
+		return r.cli.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
+	})
 	if err != nil {
-		return nil, fmt.Errorf("list containers of %s: %w", r.Spec.Dir, err)
+		return nil, err
 	}
 	return res.Items, nil
+}
+
+// inspect reads container ref (a name or an ID), called name in errors.
+func (r *Runtime) inspect(ctx context.Context, ref, name string) (container.InspectResponse, error) {
+	res, err := engine(ctx, r.o.CallTimeout, "container "+name+": inspect", func(ctx context.Context) (client.ContainerInspectResult, error) {
+		return r.cli.ContainerInspect(ctx, ref, client.ContainerInspectOptions{})
+	})
+	return res.Container, err
+}
+
+// remove removes container ref, called name in errors; force also kills it
+// when it runs. A container that is already gone is fine.
+func (r *Runtime) remove(ctx context.Context, ref, name string, force bool) error {
+	_, err := engine(ctx, r.o.CallTimeout, "container "+name+": remove", func(ctx context.Context) (client.ContainerRemoveResult, error) {
+		return r.cli.ContainerRemove(ctx, ref, client.ContainerRemoveOptions{Force: force})
+	})
+	if cerrdefs.IsNotFound(err) {
+		return nil
+	}
+	return err
+}
+
+// ours reports whether labels are node n's labels of this spec (cluster
+// name, state dir and port). A container without them is not rcluster's to
+// touch, even when it has the name rcluster would give it.
+func (r *Runtime) ours(labels map[string]string, n spec.Node) bool {
+	return labels[LabelCluster] == r.Spec.Name && labels[LabelDir] == r.Spec.Dir && labels[LabelPort] == strconv.Itoa(n.Port)
+}
+
+// nodeContainer finds node n's container by name; found is false when
+// there is none. A container of that name without this spec's labels for n
+// is an error: rcluster never acts on it.
+func (r *Runtime) nodeContainer(ctx context.Context, n spec.Node) (c container.InspectResponse, found bool, err error) {
+	name := ContainerName(r.Spec, n.Port)
+	c, err = r.inspect(ctx, name, name)
+	if cerrdefs.IsNotFound(err) {
+		return c, false, nil
+	}
+	if err != nil {
+		return c, false, err
+	}
+	if c.Config == nil || !r.ours(c.Config.Labels, n) {
+		return c, false, fmt.Errorf("container %s exists but is not this cluster's (it lacks the labels %s=%s, %s=%d); rcluster leaves it alone", name, LabelDir, r.Spec.Dir, LabelPort, n.Port)
+	}
+	if c.State == nil {
+		return c, false, fmt.Errorf("container %s has no state", name)
+	}
+	return c, true, nil
 }
 
 // Inspect reports every spec node's container, in spec order.
@@ -189,12 +261,12 @@ func (r *Runtime) Inspect(ctx context.Context) ([]NodeState, error) {
 
 func (r *Runtime) inspectOne(ctx context.Context, id string, ns *NodeState) {
 	ns.ID = id
-	res, err := r.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
+	c, err := r.inspect(ctx, id, ns.Container)
 	if err != nil {
-		ns.Detail = fmt.Sprintf("inspect container %s: %v", ns.Container, err)
+		ns.Detail = err.Error()
 		return
 	}
-	st := res.Container.State
+	st := c.State
 	if st == nil {
 		ns.Detail = "container " + ns.Container + " has no state"
 		return
@@ -205,7 +277,7 @@ func (r *Runtime) inspectOne(ctx context.Context, id string, ns *NodeState) {
 		return
 	}
 	if st.Paused {
-		ns.Detail = "container " + ns.Container + " is paused"
+		ns.Paused, ns.Detail = true, "container "+ns.Container+" is paused"
 		return
 	}
 	if err := ping(ctx, ns.Node, r.o.Conn); err != nil {
@@ -240,20 +312,25 @@ func ping(ctx context.Context, n spec.Node, conn redisconn.Options) error {
 // it is missing locally; a failed pull is reported as such.
 func (r *Runtime) EnsureImage(ctx context.Context) error {
 	img := r.Spec.Image
-	_, err := r.cli.ImageInspect(ctx, img)
+	_, err := engine(ctx, r.o.CallTimeout, "image "+img+": inspect", func(ctx context.Context) (client.ImageInspectResult, error) {
+		return r.cli.ImageInspect(ctx, img)
+	})
 	if err == nil {
 		return nil
 	}
 	if !cerrdefs.IsNotFound(err) {
-		return fmt.Errorf("inspect image %s: %w", img, err)
+		return err
 	}
 	fmt.Fprintf(r.o.Log, "image %s is not present locally; pulling it\n", img)
 	start := time.Now()
-	resp, err := r.cli.ImagePull(ctx, img, client.ImagePullOptions{})
-	if err == nil {
-		err = resp.Wait(ctx)
-		resp.Close()
-	}
+	_, err = engine(ctx, r.o.PullTimeout, "pull", func(ctx context.Context) (struct{}, error) {
+		resp, err := r.cli.ImagePull(ctx, img, client.ImagePullOptions{})
+		if err != nil {
+			return struct{}{}, err
+		}
+		defer resp.Close()
+		return struct{}{}, resp.Wait(ctx)
+	})
 	if err != nil {
 		return fmt.Errorf("image %s is not present locally and pulling it failed: %w (build or load it, or set image: in the spec to one that is present)", img, err)
 	}
@@ -328,17 +405,22 @@ func (r *Runtime) Start(ctx context.Context, nodes []spec.Node) error {
 	if len(failed) == 0 {
 		return nil
 	}
-	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer rcancel()
+	// The containers are removed even when ctx has ended (each request is
+	// still bounded by CallTimeout).
+	rctx := context.WithoutCancel(ctx)
+	rerrs := make([]error, len(nodes))
 	for i, id := range ids {
 		if id == "" {
 			continue
 		}
-		if _, err := r.cli.ContainerRemove(rctx, id, client.ContainerRemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
-			failed = append(failed, fmt.Errorf("node %s: remove container %s: %w", nodes[i].Addr(), ContainerName(r.Spec, nodes[i].Port), err))
-		}
+		wg.Go(func() {
+			if err := r.remove(rctx, id, ContainerName(r.Spec, nodes[i].Port), true); err != nil {
+				rerrs[i] = fmt.Errorf("node %s: %w", nodes[i].Addr(), err)
+			}
+		})
 	}
-	return errors.Join(failed...)
+	wg.Wait()
+	return errors.Join(append(failed, rerrs...)...)
 }
 
 // startOne creates and starts node n's container and waits for PING. It
@@ -346,7 +428,7 @@ func (r *Runtime) Start(ctx context.Context, nodes []spec.Node) error {
 func (r *Runtime) startOne(ctx context.Context, n spec.Node) (string, error) {
 	s := r.Spec
 	name := ContainerName(s, n.Port)
-	if err := r.removeIfStopped(ctx, name); err != nil {
+	if err := r.removeIfStopped(ctx, n); err != nil {
 		return "", fmt.Errorf("start node %s: %w", n.Addr(), err)
 	}
 	cfg := &container.Config{
@@ -369,36 +451,46 @@ func (r *Runtime) startOne(ctx context.Context, n spec.Node) (string, error) {
 	for _, f := range tlsPaths(s) {
 		hc.Binds = append(hc.Binds, f+":"+f+":ro")
 	}
-	created, err := r.cli.ContainerCreate(ctx, client.ContainerCreateOptions{Config: cfg, HostConfig: hc, Name: name})
+	created, err := engine(ctx, r.o.CallTimeout, "container "+name+": create from "+s.Image, func(ctx context.Context) (client.ContainerCreateResult, error) {
+		return r.cli.ContainerCreate(ctx, client.ContainerCreateOptions{Config: cfg, HostConfig: hc, Name: name})
+	})
 	if err != nil {
-		return "", fmt.Errorf("start node %s: create container %s from %s: %w", n.Addr(), name, s.Image, err)
+		return "", fmt.Errorf("start node %s: %w", n.Addr(), err)
 	}
 	id := created.ID
-	if _, err := r.cli.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
-		return id, fmt.Errorf("start node %s: start container %s: %w%s", n.Addr(), name, err, r.logs(id, n))
-	}
-	if err := r.waitReady(ctx, id, n); err != nil {
-		return id, fmt.Errorf("start node %s (container %s): %w%s", n.Addr(), name, err, r.logs(id, n))
+	if err := r.run(ctx, id, n); err != nil {
+		return id, fmt.Errorf("start node %s: %w", n.Addr(), err)
 	}
 	return id, nil
 }
 
-// removeIfStopped removes the container called name unless it runs.
-func (r *Runtime) removeIfStopped(ctx context.Context, name string) error {
-	res, err := r.cli.ContainerInspect(ctx, name, client.ContainerInspectOptions{})
-	if cerrdefs.IsNotFound(err) {
-		return nil
+// run starts node n's existing container id and waits for PING; an error
+// carries the container's output and log tail.
+func (r *Runtime) run(ctx context.Context, id string, n spec.Node) error {
+	name := ContainerName(r.Spec, n.Port)
+	if _, err := engine(ctx, r.o.CallTimeout, "container "+name+": start", func(ctx context.Context) (client.ContainerStartResult, error) {
+		return r.cli.ContainerStart(ctx, id, client.ContainerStartOptions{})
+	}); err != nil {
+		return fmt.Errorf("%w%s", err, r.logs(ctx, id, n))
 	}
-	if err != nil {
-		return fmt.Errorf("inspect container %s: %w", name, err)
-	}
-	if st := res.Container.State; st != nil && st.Running {
-		return fmt.Errorf("container %s is already running", name)
-	}
-	if _, err := r.cli.ContainerRemove(ctx, res.Container.ID, client.ContainerRemoveOptions{}); err != nil && !cerrdefs.IsNotFound(err) {
-		return fmt.Errorf("remove stopped container %s: %w", name, err)
+	if err := r.waitReady(ctx, id, n); err != nil {
+		return fmt.Errorf("container %s: %w%s", name, err, r.logs(ctx, id, n))
 	}
 	return nil
+}
+
+// removeIfStopped removes node n's container unless it runs; one without
+// the spec's labels is an error, never removed.
+func (r *Runtime) removeIfStopped(ctx context.Context, n spec.Node) error {
+	c, found, err := r.nodeContainer(ctx, n)
+	if err != nil || !found {
+		return err
+	}
+	name := ContainerName(r.Spec, n.Port)
+	if c.State.Running {
+		return fmt.Errorf("container %s is already running", name)
+	}
+	return r.remove(ctx, c.ID, name, false)
 }
 
 // waitReady polls until the node answers PING, failing early when its
@@ -406,14 +498,15 @@ func (r *Runtime) removeIfStopped(ctx context.Context, name string) error {
 func (r *Runtime) waitReady(parent context.Context, id string, n spec.Node) error {
 	ctx, cancel := context.WithTimeout(parent, r.o.Ready)
 	defer cancel()
+	name := ContainerName(r.Spec, n.Port)
 	var last error
 	for b := (&poll.Backoff{}); ; {
 		if last = ping(ctx, n, r.o.Conn); last == nil {
 			return nil
 		}
-		res, err := r.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
-		if err == nil && res.Container.State != nil && !res.Container.State.Running {
-			return errors.New(describeStopped(ContainerName(r.Spec, n.Port), res.Container.State))
+		c, err := r.inspect(ctx, id, name)
+		if err == nil && c.State != nil && !c.State.Running {
+			return errors.New(describeStopped(name, c.State))
 		}
 		if b.Wait(ctx) != nil {
 			if err := parent.Err(); err != nil {
@@ -426,19 +519,22 @@ func (r *Runtime) waitReady(parent context.Context, id string, n spec.Node) erro
 
 // logs returns, for an error message, the tail of the container's output
 // (config errors go to stderr before the log file is open) and of the
-// node's log file.
-func (r *Runtime) logs(id string, n spec.Node) string {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
+// node's log file. They are read even when ctx has ended: they explain the
+// failure.
+func (r *Runtime) logs(ctx context.Context, id string, n spec.Node) string {
 	var b strings.Builder
-	rc, err := r.cli.ContainerLogs(ctx, id, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Tail: "12"})
-	if err == nil {
-		var out strings.Builder
-		_, _ = stdcopy.StdCopy(&out, &out, io.LimitReader(rc, 64<<10))
-		rc.Close()
-		if t := strings.TrimSpace(out.String()); t != "" {
-			b.WriteString("\n  container output:" + indent(t))
+	out, _ := engine(context.WithoutCancel(ctx), r.o.CallTimeout, "logs", func(ctx context.Context) (string, error) {
+		rc, err := r.cli.ContainerLogs(ctx, id, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Tail: "12"})
+		if err != nil {
+			return "", err
 		}
+		defer rc.Close()
+		var out strings.Builder
+		_, err = stdcopy.StdCopy(&out, &out, io.LimitReader(rc, 64<<10))
+		return out.String(), err
+	})
+	if t := strings.TrimSpace(out); t != "" {
+		b.WriteString("\n  container output:" + indent(t))
 	}
 	if t := tailFile(r.Spec.LogFile(n.Port), 12); t != "" {
 		b.WriteString("\n  last lines of " + r.Spec.LogFile(n.Port) + ":" + indent(t))
@@ -471,17 +567,27 @@ func tailFile(path string, lines int) string {
 func indent(s string) string { return "\n    " + strings.ReplaceAll(s, "\n", "\n    ") }
 
 // Remove force-removes the containers of the given nodes (used to undo a
-// failed up); missing containers are fine.
+// failed up): only containers labelled with this spec's dir and the node's
+// port; missing containers are fine.
 func (r *Runtime) Remove(ctx context.Context, nodes []spec.Node) error {
-	errs := make([]error, len(nodes))
+	cs, err := r.owned(ctx)
+	if err != nil {
+		return err
+	}
+	errs := make([]error, len(cs))
 	var wg sync.WaitGroup
-	for i, n := range nodes {
-		wg.Go(func() {
-			name := ContainerName(r.Spec, n.Port)
-			if _, err := r.cli.ContainerRemove(ctx, name, client.ContainerRemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
-				errs[i] = fmt.Errorf("node %s: remove container %s: %w", n.Addr(), name, err)
+	for i, c := range cs {
+		for _, n := range nodes {
+			if !r.ours(c.Labels, n) {
+				continue
 			}
-		})
+			wg.Go(func() {
+				if err := r.remove(ctx, c.ID, ContainerName(r.Spec, n.Port), true); err != nil {
+					errs[i] = fmt.Errorf("node %s: %w", n.Addr(), err)
+				}
+			})
+			break
+		}
 	}
 	wg.Wait()
 	return errors.Join(errs...)
@@ -492,7 +598,8 @@ type StopResult struct {
 	Addr      string // host:port from the container's labels
 	Container string
 	// Action: "shutdown" (SHUTDOWN, exited), "stop" (the engine's SIGTERM,
-	// SIGKILL), "removed" (it was not running).
+	// SIGKILL), "removed" (Stop: it was not running), "not running"
+	// (StopNode: left as it was).
 	Action string
 	Detail string
 	Err    error
@@ -528,35 +635,51 @@ func (r *Runtime) stopOne(ctx context.Context, c container.Summary) StopResult {
 	port, _ := strconv.Atoi(c.Labels[LabelPort])
 	n := spec.Node{Host: c.Labels[LabelHost], Port: port}
 	res := StopResult{Addr: n.Addr(), Container: name, Action: "removed"}
-	fail := func(format string, a ...any) StopResult {
-		res.Err = fmt.Errorf("stop node %s (container %s): %s", n.Addr(), name, fmt.Sprintf(format, a...))
+	if c.State == container.StateRunning || c.State == container.StatePaused || c.State == container.StateRestarting {
+		if res = r.halt(ctx, c.ID, name, n, c.State == container.StatePaused); res.Err != nil {
+			return res
+		}
+	}
+	if err := r.remove(ctx, c.ID, name, true); err != nil {
+		res.Err = fmt.Errorf("stop node %s: %w", n.Addr(), err)
+	}
+	return res
+}
+
+// halt ends node n in its running container id (called name) gracefully
+// and returns once the container no longer runs: SHUTDOWN through the client
+// port (so the AOF is flushed), then, if the node refused or has not exited
+// within Grace, the engine's stop (SIGTERM, SIGKILL after 3s). A paused
+// container is unpaused first: a frozen node cannot answer SHUTDOWN.
+func (r *Runtime) halt(ctx context.Context, id, name string, n spec.Node, paused bool) StopResult {
+	res := StopResult{Addr: n.Addr(), Container: name, Action: "shutdown"}
+	if paused {
+		// A failure shows below: SHUTDOWN goes unanswered and the
+		// engine's stop follows.
+		_, _ = engine(ctx, r.o.CallTimeout, "container "+name+": unpause", func(ctx context.Context) (client.ContainerUnpauseResult, error) {
+			return r.cli.ContainerUnpause(ctx, id, client.ContainerUnpauseOptions{})
+		})
+	}
+	var why []string
+	sctx, cancel := context.WithTimeout(ctx, r.o.Grace)
+	err := shutdown(sctx, n, r.o.Conn)
+	var rerr redis.Error
+	if errors.As(err, &rerr) {
+		why = append(why, "SHUTDOWN refused: "+err.Error())
+	} else if werr := r.waitStopped(sctx, id, name); werr != nil {
+		why = append(why, fmt.Sprintf("still running %s after SHUTDOWN", r.o.Grace))
+	}
+	cancel()
+	if len(why) == 0 {
 		return res
 	}
-	if c.State == container.StateRunning || c.State == container.StatePaused || c.State == container.StateRestarting {
-		if c.State == container.StatePaused {
-			_, _ = r.cli.ContainerUnpause(ctx, c.ID, client.ContainerUnpauseOptions{})
-		}
-		res.Action = "shutdown"
-		var why []string
-		sctx, cancel := context.WithTimeout(ctx, r.o.Grace)
-		err := shutdown(sctx, n, r.o.Conn)
-		var rerr redis.Error
-		if errors.As(err, &rerr) {
-			why = append(why, "SHUTDOWN refused: "+err.Error())
-		} else if werr := r.waitStopped(sctx, c.ID); werr != nil {
-			why = append(why, fmt.Sprintf("still running %s after SHUTDOWN", r.o.Grace))
-		}
-		cancel()
-		if len(why) > 0 {
-			res.Action, res.Detail = "stop", strings.Join(why, "; ")
-			timeout := 3
-			if _, err := r.cli.ContainerStop(ctx, c.ID, client.ContainerStopOptions{Timeout: &timeout}); err != nil && !cerrdefs.IsNotFound(err) {
-				return fail("%s; docker stop: %v", res.Detail, err)
-			}
-		}
-	}
-	if _, err := r.cli.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
-		return fail("remove: %v", err)
+	res.Action, res.Detail = "stop", strings.Join(why, "; ")
+	const grace = 3 // seconds between the engine's SIGTERM and SIGKILL
+	timeout := grace
+	if _, err := engine(ctx, r.o.CallTimeout+grace*time.Second, "container "+name+": stop", func(ctx context.Context) (client.ContainerStopResult, error) {
+		return r.cli.ContainerStop(ctx, id, client.ContainerStopOptions{Timeout: &timeout})
+	}); err != nil && !cerrdefs.IsNotFound(err) {
+		res.Err = fmt.Errorf("stop node %s (container %s): %s; %w", n.Addr(), name, res.Detail, err)
 	}
 	return res
 }
@@ -580,11 +703,11 @@ func shutdown(ctx context.Context, n spec.Node, conn redisconn.Options) error {
 	return nil
 }
 
-// waitStopped polls until the container no longer runs.
-func (r *Runtime) waitStopped(ctx context.Context, id string) error {
+// waitStopped polls until container id (called name) no longer runs.
+func (r *Runtime) waitStopped(ctx context.Context, id, name string) error {
 	for b := (&poll.Backoff{}); ; {
-		res, err := r.cli.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
-		if cerrdefs.IsNotFound(err) || (err == nil && res.Container.State != nil && !res.Container.State.Running) {
+		c, err := r.inspect(ctx, id, name)
+		if cerrdefs.IsNotFound(err) || (err == nil && c.State != nil && !c.State.Running) {
 			return nil
 		}
 		if err := b.Wait(ctx); err != nil {
