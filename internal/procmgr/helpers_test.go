@@ -3,7 +3,6 @@ package procmgr
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -13,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shirou/gopsutil/v4/process"
 
 	"github.com/rcluster/rcluster/internal/redisconn"
 	"github.com/rcluster/rcluster/internal/testutil/redistest"
@@ -83,10 +84,13 @@ func killNodes(t *testing.T, nodes []Node) {
 			}
 		}
 		for pid := range pids {
-			comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-			cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-			c := string(cmd)
-			if strings.TrimSpace(string(comm)) != "redis-server" ||
+			// gopsutil directly, not procmgr's proof: the cleanup must not
+			// depend on the code under test.
+			gp := &process.Process{Pid: int32(pid)}
+			name, _ := gp.Name()
+			args, _ := gp.CmdlineSlice()
+			c := strings.Join(args, " ") + " "
+			if name != "redis-server" ||
 				!(strings.Contains(c, ":"+strconv.Itoa(n.Port)+" ") || strings.Contains(c, n.ConfFile)) {
 				continue
 			}
@@ -94,7 +98,7 @@ func killNodes(t *testing.T, nodes []Node) {
 			_ = syscall.Kill(pid, syscall.SIGCONT)
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 			deadline := time.Now().Add(5 * time.Second)
-			for pidAlive(pid) && time.Now().Before(deadline) {
+			for pidAlive(context.Background(), pid) && time.Now().Before(deadline) {
 				time.Sleep(10 * time.Millisecond)
 			}
 		}
@@ -153,7 +157,7 @@ func readLog(t *testing.T, n Node) string {
 func waitDead(t *testing.T, pid int) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for pidAlive(pid) {
+	for pidAlive(context.Background(), pid) {
 		if time.Now().After(deadline) {
 			t.Fatalf("pid %d did not exit", pid)
 		}

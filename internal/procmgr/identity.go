@@ -8,21 +8,38 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/shirou/gopsutil/v4/process"
 )
+
+// Process facts (executable, command line, state, create time, uids) come
+// from gopsutil, which reads /proc on Linux and sysctl/libproc/ps on macOS,
+// so the proofs below hold on both.
+func init() {
+	// gopsutil derives create times from the boot time, and inside a
+	// container it computes that from /proc/uptime and the clock on every
+	// call: two reads of one process's create time can then differ by a
+	// second. Cached, they are comparable, which the pid-reuse guard needs.
+	process.EnableBootTimeCache(true)
+}
+
+// errExited says a pid names no live process (gone, or a zombie).
+var errExited = errors.New("not running")
 
 // proof is a live process proven to be a node. proc holds a pidfd (Go opens
 // one in os.FindProcess on Linux), so signals sent through it cannot reach a
-// process that reused the pid; start (the kernel start time) guards the
-// fallback where pidfds are unavailable.
+// process that reused the pid; created (the create time) guards the
+// platforms without pidfds (macOS), and every check made after the proof.
 type proof struct {
-	pid   int
-	proc  *os.Process
-	start string
+	pid     int
+	proc    *os.Process
+	created int64 // ms since the epoch, as gopsutil reports it
 }
 
 func (p *proof) release() {
@@ -31,40 +48,91 @@ func (p *proof) release() {
 	}
 }
 
-// gone reports whether the proven process has exited (a zombie counts as
-// exited: its port and files are already released).
-func (p *proof) gone() bool {
-	if err := p.proc.Signal(syscall.Signal(0)); err != nil && !errors.Is(err, syscall.EPERM) {
-		return true
-	}
-	st, err := readStat(p.pid)
+// openProof opens pid (the pidfd first, then the checks: no reuse race)
+// and records its create time. The error is errExited when pid is not
+// running or is a zombie, another one when the OS will not tell.
+func openProof(ctx context.Context, pid int) (*proof, error) {
+	proc, err := os.FindProcess(pid)
 	if err != nil {
+		return nil, errExited
+	}
+	f, err := readFacts(ctx, proc, pid)
+	if err == nil && f.status == process.Zombie {
+		err = errExited
+	}
+	if err != nil {
+		_ = proc.Release()
+		return nil, err
+	}
+	return &proof{pid: pid, proc: proc, created: f.created}, nil
+}
+
+// facts are what the OS tells about a live pid.
+type facts struct {
+	created int64
+	status  string // process.Running, process.Stop, process.Zombie, ...
+}
+
+// readFacts returns pid's create time and state. Whether the process is
+// gone is decided by signal 0 (through proc's pidfd where there is one), so
+// an OS that will not answer never makes a live process look dead: that
+// is an error other than errExited.
+func readFacts(ctx context.Context, proc *os.Process, pid int) (facts, error) {
+	if exited(proc) {
+		return facts{}, errExited
+	}
+	gp := &process.Process{Pid: int32(pid)} // fresh: nothing cached
+	created, err := gp.CreateTimeWithContext(ctx)
+	if err == nil {
+		var st []string
+		if st, err = gp.StatusWithContext(ctx); err == nil && len(st) > 0 {
+			return facts{created: created, status: st[0]}, nil
+		}
+	}
+	if exited(proc) { // it exited while we asked
+		return facts{}, errExited
+	}
+	return facts{}, fmt.Errorf("pid %d: process facts: %w", pid, err)
+}
+
+func exited(proc *os.Process) bool {
+	return errors.Is(proc.Signal(syscall.Signal(0)), os.ErrProcessDone)
+}
+
+// gone reports whether the proven process has exited (a zombie counts as
+// exited: its port and files are already released) or its pid names
+// another process now. When the OS will not tell, it is not gone.
+func (p *proof) gone(ctx context.Context) bool {
+	f, err := readFacts(ctx, p.proc, p.pid)
+	if errors.Is(err, errExited) {
 		return true
 	}
-	return st.state == "Z" || st.state == "X" || st.start != p.start
+	return err == nil && (f.status == process.Zombie || f.created != p.created)
 }
 
 // signal sends sig only if the pid still names the proven process.
-func (p *proof) signal(sig syscall.Signal) error {
-	if p.gone() {
+func (p *proof) signal(ctx context.Context, sig syscall.Signal) error {
+	if p.gone(ctx) {
 		return os.ErrProcessDone
 	}
 	return p.proc.Signal(sig)
 }
 
 // stopped reports whether the process is stopped (SIGSTOP / job control).
-func (p *proof) stopped() bool {
-	st, err := readStat(p.pid)
-	return err == nil && (st.state == "T" || st.state == "t")
+func (p *proof) stopped(ctx context.Context) bool {
+	f, err := readFacts(ctx, p.proc, p.pid)
+	return err == nil && f.created == p.created && f.status == process.Stop
 }
 
 // Identify reports whether n's process is running, proven by its pidfile:
 // the pid must be alive and be this node, either because the node's port
 // answers INFO server with process_id == pid and tcp_port == port, or (when
 // the port does not answer: SIGSTOPped, loading, wrong password) because
-// /proc/<pid> shows a redis-server executable whose process title or
-// command line names this port or this node's config file. A pidfile naming
-// any other process is reported as "stale pidfile: ..." and Pid is 0.
+// the OS shows a redis-server or valkey-server executable whose process
+// title or command line names this port or this node's config file. A
+// pidfile naming any other process is reported as "stale pidfile: ..." and
+// Pid is 0. A live process whose identity the OS will not show (another
+// user's process on macOS) is reported Unproven, never as stopped.
 // Responding is true when the node answered PING. Identify never blocks
 // longer than about two o.Conn timeouts.
 func Identify(ctx context.Context, n Node, o Options) State {
@@ -75,34 +143,41 @@ func Identify(ctx context.Context, n Node, o Options) State {
 
 func identify(ctx context.Context, n Node, o Options) (State, *proof) {
 	var st State
+	pid, pidErr := readPidfile(n.PidFile)
+	var p *proof
+	var openErr error
+	if pidErr == nil {
+		p, openErr = openProof(ctx, pid)
+	}
+	// A stopped process answers nothing: asking would only cost a timeout.
+	if p != nil && p.stopped(ctx) {
+		if v, _ := procIsNode(ctx, pid, p.created, n); v == isNode {
+			st.Pid, st.Running = pid, true
+			st.Detail = "not answering: stopped (SIGSTOP)"
+			return st, p
+		}
+	}
+
 	info, infoErr := infoServer(ctx, n, o, &st.Responding)
 	served := ""
 	if infoErr == nil {
 		served = fmt.Sprintf(" (port %d is served by redis-server pid %s)", n.Port, info["process_id"])
 	}
-
-	pid, err := readPidfile(n.PidFile)
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			st.Detail = "no pidfile" + served
-		} else {
-			st.Detail = err.Error() + served
-		}
+	switch {
+	case errors.Is(pidErr, os.ErrNotExist):
+		st.Detail = "no pidfile" + served
 		return st, nil
-	}
-	proc, err := os.FindProcess(pid) // pidfd first, then the checks: no reuse race
-	if err != nil {
-		st.Detail = fmt.Sprintf("stale pidfile: pid %d: %v", pid, err)
+	case pidErr != nil:
+		st.Detail = pidErr.Error() + served
 		return st, nil
-	}
-	stat, statErr := readStat(pid)
-	if sigErr := proc.Signal(syscall.Signal(0)); (sigErr != nil && !errors.Is(sigErr, syscall.EPERM)) ||
-		statErr != nil || stat.state == "Z" || stat.state == "X" {
-		_ = proc.Release()
+	case errors.Is(openErr, errExited):
 		st.Detail = fmt.Sprintf("stale pidfile: pid %d is not running", pid)
 		return st, nil
+	case openErr != nil:
+		st.Pid, st.Unproven = pid, true
+		st.Detail = fmt.Sprintf("cannot prove pid %d is redis-server on port %d: %v; left alone", pid, n.Port, openErr)
+		return st, nil
 	}
-	p := &proof{pid: pid, proc: proc, start: stat.start}
 	notNode := fmt.Sprintf("stale pidfile: pid %d is not redis-server on port %d", pid, n.Port)
 
 	if infoErr == nil {
@@ -114,10 +189,16 @@ func identify(ctx context.Context, n Node, o Options) (State, *proof) {
 		st.Detail = notNode + served
 		return st, nil
 	}
-	if ok, _ := procIsNode(pid, n); ok {
+	switch v, why := procIsNode(ctx, pid, p.created, n); v {
+	case isNode:
 		st.Pid, st.Running = pid, true
 		st.Detail = "not answering: " + infoErr.Error()
 		return st, p
+	case unknown:
+		p.release()
+		st.Pid, st.Unproven = pid, true
+		st.Detail = fmt.Sprintf("cannot prove pid %d is redis-server on port %d: %s; not answering: %v; left alone", pid, n.Port, why, infoErr)
+		return st, nil
 	}
 	p.release()
 	st.Detail = notNode
@@ -207,70 +288,93 @@ func readPidfile(path string) (int, error) {
 	return pid, nil
 }
 
-type procStat struct {
-	state string // R, S, D, T, t, Z, X, ...
-	start string // start time in clock ticks since boot
+// verdict is what the OS's process facts say of a pid and a node.
+type verdict int
+
+const (
+	notNode verdict = iota
+	isNode
+	unknown // the OS will not show enough to tell
+)
+
+// procIsNode decides from the OS's facts about live pid (created is its
+// create time), without talking to it, whether it is n: its executable
+// must be redis-server or valkey-server (or n.Binary, symlinks resolved:
+// Debian's redis-server is a link to redis-check-rdb) and its command line
+// must name n's port (the process title "redis-server 127.0.0.1:7001
+// [cluster]") or n's config file (the title before redis sets it). Either
+// fact alone can disprove; proving takes both. When the OS will not show
+// them (another user's process on macOS), the pidfile can still disprove:
+// see disproof. Otherwise the verdict is unknown, and why says what was
+// unreadable.
+func procIsNode(ctx context.Context, pid int, created int64, n Node) (verdict, string) {
+	gp := &process.Process{Pid: int32(pid)}
+	exe, exeErr := gp.ExeWithContext(ctx)
+	args, cmdErr := gp.CmdlineSliceWithContext(ctx)
+	if exeErr == nil && !exeIsRedis(exe, n.binary()) {
+		return notNode, "executable is " + exe
+	}
+	if cmdErr == nil && !cmdlineNamesNode(strings.Join(args, "\x00"), n) {
+		return notNode, fmt.Sprintf("command line %q names neither port %d nor %s", strings.TrimSpace(strings.Join(args, " ")), n.Port, n.ConfFile)
+	}
+	if exeErr == nil && cmdErr == nil {
+		return isNode, ""
+	}
+	if why := disproof(ctx, gp, created, n.PidFile); why != "" {
+		return notNode, why
+	}
+	var why []string
+	if exeErr != nil {
+		why = append(why, fmt.Sprintf("cannot read its executable: %v", exeErr))
+	}
+	if cmdErr != nil {
+		why = append(why, fmt.Sprintf("cannot read its command line: %v", cmdErr))
+	}
+	return unknown, strings.Join(why, "; ")
 }
 
-// readStat parses /proc/<pid>/stat (the command name may contain spaces
-// and parentheses, so fields are counted after the last ')').
-func readStat(pid int) (procStat, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+// pidfileSlack absorbs clock granularity between a process's create time
+// and the time its pidfile was written.
+const pidfileSlack = 2 * time.Second
+
+// disproof returns why the process gp (created at created) cannot be the
+// one that wrote pidfile, or "" when nothing shows it: a redis-server
+// writes its own pidfile after it started, so the file is owned by one of
+// the process's uids and was not written before the process existed.
+func disproof(ctx context.Context, gp *process.Process, created int64, pidfile string) string {
+	fi, err := os.Stat(pidfile)
 	if err != nil {
-		return procStat{}, err
+		return ""
 	}
-	return parseStat(string(b))
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		if uids, err := gp.UidsWithContext(ctx); err == nil && len(uids) > 0 && !slices.Contains(uids, st.Uid) {
+			return fmt.Sprintf("it runs as uid %d but %s is owned by uid %d", uids[0], pidfile, st.Uid)
+		}
+	}
+	if t := time.UnixMilli(created); t.After(fi.ModTime().Add(pidfileSlack)) {
+		return fmt.Sprintf("it started at %s, after %s was written (%s)",
+			t.Format(time.RFC3339), pidfile, fi.ModTime().Format(time.RFC3339))
+	}
+	return ""
 }
 
-func parseStat(s string) (procStat, error) {
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return procStat{}, fmt.Errorf("bad /proc stat %q", s)
-	}
-	f := strings.Fields(s[i+1:])
-	// f[0] is field 3 (state); starttime is field 22.
-	if len(f) < 20 {
-		return procStat{}, fmt.Errorf("bad /proc stat %q", s)
-	}
-	return procStat{state: f[0], start: f[19]}, nil
-}
+// serverNames are the executables a node may run: Redis, and Valkey
+// (whose INFO says server_name:valkey).
+var serverNames = []string{"redis-server", "valkey-server"}
 
-// procIsNode checks /proc/<pid> without talking to the process: its
-// executable must be redis-server (or n.Binary, symlinks resolved: Debian's
-// redis-server is a link to redis-check-rdb) and its command line must name
-// n's port (redis's process title "redis-server 127.0.0.1:7001 [cluster]")
-// or n's config file (the title before redis sets it).
-func procIsNode(pid int, n Node) (bool, string) {
-	st, err := readStat(pid)
-	if err != nil {
-		return false, err.Error()
-	}
-	if st.state == "Z" || st.state == "X" {
-		return false, "exited"
-	}
-	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-	if err != nil {
-		return false, fmt.Sprintf("cannot read executable: %v", err)
-	}
-	if !exeIsRedis(exe, n.binary()) {
-		return false, "executable is " + exe
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return false, err.Error()
-	}
-	if !cmdlineNamesNode(string(b), n) {
-		return false, fmt.Sprintf("command line %q names neither port %d nor %s", strings.TrimRight(strings.ReplaceAll(string(b), "\x00", " "), " "), n.Port, n.ConfFile)
-	}
-	return true, ""
-}
-
+// exeIsRedis reports whether exe (a process's executable, symlinks
+// resolved by the OS) is a redis-server or valkey-server, or the binary a
+// spec names under any name it links to.
 func exeIsRedis(exe, binary string) bool {
 	exe = strings.TrimSuffix(exe, " (deleted)")
-	if filepath.Base(exe) == "redis-server" {
+	if slices.Contains(serverNames, filepath.Base(exe)) {
 		return true
 	}
-	if p, err := exec.LookPath(binary); err == nil {
+	for _, name := range append([]string{binary}, serverNames...) {
+		p, err := exec.LookPath(name)
+		if err != nil {
+			continue
+		}
 		if r, err := filepath.EvalSymlinks(p); err == nil && r == exe {
 			return true
 		}
@@ -281,9 +385,9 @@ func exeIsRedis(exe, binary string) bool {
 	return false
 }
 
-// cmdlineNamesNode reports whether a /proc cmdline (NUL-separated; redis's
-// process title is one space-separated string) has a token "<addr>:<port>"
-// or the node's config file.
+// cmdlineNamesNode reports whether a command line (NUL-separated
+// arguments; redis's process title is one space-separated string) has a
+// token "<addr>:<port>" or the node's config file.
 func cmdlineNamesNode(cmdline string, n Node) bool {
 	suffix := ":" + strconv.Itoa(n.Port)
 	for _, tok := range strings.FieldsFunc(cmdline, func(r rune) bool { return r == 0 || r == ' ' }) {

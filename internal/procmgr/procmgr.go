@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/shirou/gopsutil/v4/process"
 
 	"github.com/rcluster/rcluster/internal/poll"
 	"github.com/rcluster/rcluster/internal/redisconn"
@@ -60,9 +61,15 @@ func (n Node) binary() string {
 type State struct {
 	Pid     int  // 0 when no pidfile / no live process
 	Running bool // a live process proven to be this node
+	// Unproven is true for a live pid that may be this node but whose
+	// identity the OS will not show (another user's process on macOS):
+	// Running is false, yet the node must not be reported as stopped.
+	// Start and Stop refuse it, and nothing signals it.
+	Unproven bool
 	// Responding is true when the node answered PING.
 	Responding bool
-	// Detail explains a not-running state: "no pidfile", "stale pidfile: pid 123 is not redis-server on port 7001", ...
+	// Detail explains a not-running state: "no pidfile", "stale pidfile: pid 123 is not redis-server on port 7001",
+	// "cannot prove pid 123 is redis-server on port 7001: ...", ...
 	Detail string
 }
 
@@ -107,9 +114,11 @@ const (
 // itself) and is ready when it answers PING and its pidfile holds the
 // process_id INFO reports. Nodes that Identify proves running are skipped
 // and left alone (idempotency is the caller's business: Start never
-// restarts or reconfigures a running node). Before anything is spawned,
-// every node to start must have its port and bus port (port+10000) free;
-// otherwise Start starts nothing and names the ports and their holders.
+// restarts or reconfigures a running node). A node whose pidfile names a
+// live process of unproven identity (State.Unproven) is refused. Before
+// anything is spawned, every node to start must have its port and bus port
+// (port+10000) free; otherwise Start starts nothing and names the ports and
+// their holders.
 func Start(ctx context.Context, nodes []Node, o Options) error {
 	o = o.withDefaults()
 	seen := map[int]bool{}
@@ -129,11 +138,16 @@ func Start(ctx context.Context, nodes []Node, o Options) error {
 	}
 	var todo []int
 	var errs []error
+	var socks sockets
 	for i, st := range states {
 		if st.Running {
 			continue
 		}
-		if err := checkPorts(nodes[i]); err != nil {
+		if st.Unproven {
+			errs = append(errs, fmt.Errorf("start node %d: %s", nodes[i].Port, st.Detail))
+			continue
+		}
+		if err := checkPorts(nodes[i], &socks); err != nil {
 			errs = append(errs, fmt.Errorf("start node %d: %w", nodes[i].Port, err))
 		}
 		todo = append(todo, i)
@@ -277,7 +291,7 @@ func (s *spawn) waitReady(parent context.Context, o Options) error {
 			}
 			return nil
 		}
-		if s.daemonPid != 0 && !pidAlive(s.daemonPid) {
+		if s.daemonPid != 0 && !pidAlive(ctx, s.daemonPid) {
 			return fmt.Errorf("redis-server (pid %d) exited during startup", s.daemonPid)
 		}
 		if b.Wait(ctx) != nil {
@@ -317,7 +331,8 @@ func daemonPidFromLog(path string, off int64, launcher int) int {
 }
 
 // rollback stops a node this Start spawned: through its pidfile when it got
-// that far, else through the daemon pid from its log, proven by /proc.
+// that far, else through the daemon pid from its log, proven by the OS's
+// process facts (procIsNode).
 func (s *spawn) rollback(ctx context.Context, o Options) error {
 	n := s.node
 	if st, p := identify(ctx, n, o); st.Running {
@@ -337,24 +352,20 @@ func (s *spawn) rollback(ctx context.Context, o Options) error {
 			break
 		}
 	}
-	if s.daemonPid == 0 || !pidAlive(s.daemonPid) {
+	if s.daemonPid == 0 {
 		return nil
 	}
-	proc, err := os.FindProcess(s.daemonPid)
+	p, err := openProof(ctx, s.daemonPid)
+	if errors.Is(err, errExited) {
+		return nil
+	}
 	if err != nil {
-		return nil
+		return fmt.Errorf("start node %d: cannot clean up pid %d: %v", n.Port, s.daemonPid, err)
 	}
-	stat, err := readStat(s.daemonPid)
-	if err != nil {
-		_ = proc.Release()
-		return nil
-	}
-	if ok, why := procIsNode(s.daemonPid, n); !ok {
-		_ = proc.Release()
+	defer p.release()
+	if v, why := procIsNode(ctx, p.pid, p.created, n); v != isNode {
 		return fmt.Errorf("start node %d: cannot clean up pid %d: %s", n.Port, s.daemonPid, why)
 	}
-	p := &proof{pid: s.daemonPid, proc: proc, start: stat.start}
-	defer p.release()
 	return terminate(ctx, n, o, p, false).Err
 }
 
@@ -375,7 +386,7 @@ func Inspect(ctx context.Context, nodes []Node, o Options) []State {
 type StopResult struct {
 	Node   Node
 	Pid    int
-	Action string // "shutdown", "sigterm", "sigkill", "not running"
+	Action string // "shutdown", "sigterm", "sigkill", "not running", "refused" (State.Unproven: Err says why)
 	Err    error
 	// Detail says why Stop escalated past SHUTDOWN, or why a node counts
 	// as not running ("stale pidfile: ...").
@@ -388,9 +399,18 @@ type StopResult struct {
 // are reported with Action "not running" and no error. The returned error
 // joins every failure.
 //
+// Stop keeps the data: SHUTDOWN makes redis fsync its AOF (and write its
+// RDB when save points are configured) before it exits, so
+// Stop(ctx, []Node{n}, o) is the graceful single-node stop and Start brings
+// the node back with its data. Only when SHUTDOWN is refused or does not
+// end the process within o.Grace do SIGTERM (also a clean exit) and then
+// SIGKILL follow; StopResult.Action says which one did it.
+//
 // A stopped (SIGSTOP) node is sent SIGCONT first. A pidfile whose pid is
 // dead is removed when it belongs to the current user; a pidfile naming a
-// live process that is not the node is left alone and never signalled.
+// live process that is not the node is left alone and never signalled; a
+// live process whose identity cannot be proven (State.Unproven) is left
+// alone with Action "refused" and an error.
 func Stop(ctx context.Context, nodes []Node, o Options) ([]StopResult, error) {
 	o = o.withDefaults()
 	res := make([]StopResult, len(nodes))
@@ -410,25 +430,36 @@ func Stop(ctx context.Context, nodes []Node, o Options) ([]StopResult, error) {
 
 func stopNode(ctx context.Context, n Node, o Options) StopResult {
 	st, p := identify(ctx, n, o)
+	if st.Unproven {
+		return StopResult{Node: n, Pid: st.Pid, Action: "refused",
+			Err: fmt.Errorf("stop node %d (pid %d): %s", n.Port, st.Pid, st.Detail)}
+	}
 	if !st.Running {
-		removeDeadPidfile(n.PidFile)
+		removeDeadPidfile(ctx, n.PidFile)
 		return StopResult{Node: n, Action: "not running", Detail: st.Detail}
 	}
 	defer p.release()
 	return terminate(ctx, n, o, p, true)
 }
 
-// removeDeadPidfile removes path when it is ours and names a dead pid.
-func removeDeadPidfile(path string) {
-	pid, err := readPidfile(path)
-	if err != nil || pidAlive(pid) {
-		return
-	}
-	fi, err := os.Stat(path)
+// removeDeadPidfile removes path when it is ours and names a dead pid
+// (pidAlive: a pid the OS will not tell about counts as alive). The file is
+// looked at again just before it goes, so a pidfile that a node starting
+// meanwhile rewrote (redis truncates and rewrites it) is kept.
+func removeDeadPidfile(ctx context.Context, path string) {
+	before, err := os.Stat(path)
 	if err != nil {
 		return
 	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) == os.Geteuid() {
+	pid, err := readPidfile(path)
+	if err != nil || pidAlive(ctx, pid) {
+		return
+	}
+	after, err := os.Stat(path)
+	if err != nil || !os.SameFile(before, after) || !after.ModTime().Equal(before.ModTime()) || after.Size() != before.Size() {
+		return
+	}
+	if st, ok := after.Sys().(*syscall.Stat_t); ok && int(st.Uid) == os.Geteuid() {
 		_ = os.Remove(path)
 	}
 }
@@ -441,8 +472,8 @@ func terminate(ctx context.Context, n Node, o Options, p *proof, shutdown bool) 
 		r.Err = fmt.Errorf("stop node %d (pid %d): %s", n.Port, p.pid, fmt.Sprintf(format, a...))
 		return r
 	}
-	if p.stopped() {
-		_ = p.signal(syscall.SIGCONT)
+	if p.stopped(ctx) {
+		_ = p.signal(ctx, syscall.SIGCONT)
 	}
 	var why []string
 	done := false
@@ -480,7 +511,7 @@ func terminate(ctx context.Context, n Node, o Options, p *proof, shutdown bool) 
 			return fail("interrupted: %v", ctx.Err())
 		}
 		r.Action = step.action
-		if err := p.signal(step.sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		if err := p.signal(ctx, step.sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
 			return fail("%s: %v", step.action, err)
 		}
 		wctx, cancel := context.WithTimeout(ctx, step.wait)
@@ -503,8 +534,8 @@ func terminate(ctx context.Context, n Node, o Options, p *proof, shutdown bool) 
 // waitPortClosed waits up to wait until n's port refuses connections,
 // and returns "" then, or what the last attempt saw. Dials that only time
 // out (seen when 300 nodes exit at once on 2 cores: the dialer itself gets
-// no CPU within its 200ms) prove nothing: then /proc/net/tcp decides
-// whether anything still listens on the port.
+// no CPU within its 200ms) prove nothing: then a bind of the port decides
+// whether anything still listens on it.
 func waitPortClosed(ctx context.Context, n Node, wait time.Duration) string {
 	pctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
@@ -522,14 +553,14 @@ func waitPortClosed(ctx context.Context, n Node, wait time.Duration) string {
 	if last == nil {
 		return "still accepts connections"
 	}
-	if yes, ok := listening(n.Port); ok && !yes {
+	if unbound(n) {
 		return ""
 	}
 	return "connect: " + last.Error()
 }
 
 func waitGone(ctx context.Context, p *proof) error {
-	for b := newBackoff(); !p.gone(); {
+	for b := newBackoff(); !p.gone(ctx); {
 		if err := b.Wait(ctx); err != nil {
 			return err
 		}
@@ -537,13 +568,20 @@ func waitGone(ctx context.Context, p *proof) error {
 	return nil
 }
 
-// pidAlive reports whether pid exists and is not a zombie.
-func pidAlive(pid int) bool {
-	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+// pidAlive reports whether pid exists and is not a zombie. When the OS
+// will not tell, it answers true: a live process must never be taken for a
+// dead one.
+func pidAlive(ctx context.Context, pid int) bool {
+	proc, err := os.FindProcess(pid)
+	if err != nil {
 		return false
 	}
-	st, err := readStat(pid)
-	return err == nil && st.state != "Z" && st.state != "X"
+	defer proc.Release()
+	f, err := readFacts(ctx, proc, pid)
+	if errors.Is(err, errExited) {
+		return false
+	}
+	return err != nil || f.status != process.Zombie
 }
 
 // newBackoff polls 2ms, 4ms, ... up to 50ms apart: starts are fast.

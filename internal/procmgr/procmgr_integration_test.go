@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shirou/gopsutil/v4/process"
+
 	"github.com/rcluster/rcluster/internal/redisconn"
 	"github.com/rcluster/rcluster/internal/testutil/redistest"
 )
@@ -64,7 +66,7 @@ func TestStartInspectStopThreeNodes(t *testing.T) {
 		if log := readLog(t, n); !strings.Contains(log, "ready to exit, bye bye") {
 			t.Fatalf("node %d log lacks graceful exit:\n%s", n.Port, log)
 		}
-		if pidAlive(pids[i]) {
+		if pidAlive(ctx, pids[i]) {
 			t.Fatalf("pid %d still alive after Stop", pids[i])
 		}
 		assertPortFree(t, n)
@@ -191,8 +193,8 @@ func TestStalePidfileNeverSignalled(t *testing.T) {
 	if err != nil || res[0].Action != "not running" || res[0].Detail != want {
 		t.Fatalf("Stop: %+v, %v", res, err)
 	}
-	if st, err := readStat(spid); err != nil || st.state == "Z" || st.state == "T" {
-		t.Fatalf("sleep %d was disturbed: %+v %v", spid, st, err)
+	if f, err := readFacts(ctx, sleep.Process, spid); err != nil || f.status == process.Zombie || f.status == process.Stop {
+		t.Fatalf("sleep %d was disturbed: %+v %v", spid, f, err)
 	}
 	if _, err := os.Stat(n.PidFile); err != nil {
 		t.Fatalf("pidfile naming a live foreign process was removed: %v", err)
@@ -244,7 +246,7 @@ func TestStopSIGSTOPpedNode(t *testing.T) {
 	if d > 15*time.Second {
 		t.Fatalf("Stop took %s", d)
 	}
-	if pidAlive(pid) {
+	if pidAlive(ctx, pid) {
 		t.Fatalf("pid %d alive", pid)
 	}
 	assertPortFree(t, n)

@@ -2,6 +2,7 @@ package procmgr
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -12,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shirou/gopsutil/v4/process"
 )
 
 func TestAddr(t *testing.T) {
@@ -29,22 +32,111 @@ func TestAddr(t *testing.T) {
 	}
 }
 
-func TestParseStat(t *testing.T) {
-	// A command name with spaces and parentheses must not shift fields.
-	s := "8229 (redis (x) y) T 1 8229 8229 0 -1 4194624 527 0 0 0 0 0 0 0 20 0 5 0 34684 64905216 1701"
-	st, err := parseStat(s)
+// startSleep starts `sleep 60` and returns once it runs sleep (after the
+// exec); the cleanup kills and reaps it.
+func startSleep(t *testing.T, script string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command("sh", "-c", script)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		// A fresh Process each time: gopsutil caches the name it read.
+		if name, _ := (&process.Process{Pid: int32(cmd.Process.Pid)}).Name(); name == "sleep" {
+			return cmd
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("sleep never started")
+		}
+	}
+}
+
+// TestProcessFacts: a live process, a stopped one and a zombie are told
+// apart, and a zombie or reaped pid is not running.
+func TestProcessFacts(t *testing.T) {
+	ctx := testCtx(t, 10*time.Second)
+	self, err := openProof(ctx, os.Getpid())
+	if err != nil || self.created <= 0 || self.gone(ctx) || self.stopped(ctx) {
+		t.Fatalf("own process: %+v, %v", self, err)
+	}
+	self.release()
+
+	cmd := startSleep(t, "exec sleep 60")
+	pid := cmd.Process.Pid
+	p, err := openProof(ctx, pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.state != "T" || st.start != "34684" {
-		t.Fatalf("parseStat = %+v", st)
+	defer p.release()
+	if err := p.signal(ctx, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
 	}
-	if _, err := parseStat("garbage"); err == nil {
-		t.Fatal("parseStat accepted garbage")
+	for b := newBackoff(); !p.stopped(ctx); {
+		if b.Wait(ctx) != nil {
+			t.Fatal("SIGSTOPped sleep never shown stopped")
+		}
 	}
-	own, err := readStat(os.Getpid())
-	if err != nil || own.state == "" || own.start == "" {
-		t.Fatalf("readStat(self) = %+v, %v", own, err)
+	if !pidAlive(ctx, pid) || p.gone(ctx) {
+		t.Fatal("a stopped process counted as gone")
+	}
+	if err := p.signal(ctx, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitGone(ctx, p); err != nil {
+		t.Fatalf("killed sleep not gone: %v", err)
+	}
+	// Not reaped yet: a zombie, which counts as not running.
+	if f, err := readFacts(ctx, p.proc, pid); err != nil || f.status != process.Zombie {
+		t.Fatalf("facts of the unreaped sleep: %+v, %v; want a zombie", f, err)
+	}
+	if _, err := openProof(ctx, pid); !errors.Is(err, errExited) || pidAlive(ctx, pid) {
+		t.Fatalf("openProof of a zombie: %v, want errExited", err)
+	}
+	_ = cmd.Wait()
+	if _, err := openProof(ctx, pid); !errors.Is(err, errExited) || pidAlive(ctx, pid) {
+		t.Fatalf("openProof of a reaped pid: %v, want errExited", err)
+	}
+}
+
+// TestDisproof: where the OS hides a process's executable and command
+// line, its uid and start time can still show it never wrote the pidfile.
+func TestDisproof(t *testing.T) {
+	ctx := testCtx(t, 10*time.Second)
+	self, err := openProof(ctx, os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer self.release()
+	gp := &process.Process{Pid: int32(os.Getpid())}
+	pidfile := filepath.Join(t.TempDir(), "redis.pid")
+	if err := os.WriteFile(pidfile, []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if why := disproof(ctx, gp, self.created, pidfile); why != "" {
+		t.Fatalf("a pidfile written by this process after it started is disproved: %s", why)
+	}
+	if why := disproof(ctx, gp, self.created, pidfile+".missing"); why != "" {
+		t.Fatalf("a missing pidfile disproves: %s", why)
+	}
+	old := time.UnixMilli(self.created).Add(-time.Hour)
+	if err := os.Chtimes(pidfile, old, old); err != nil {
+		t.Fatal(err)
+	}
+	if why := disproof(ctx, gp, self.created, pidfile); !strings.Contains(why, "after "+pidfile+" was written") {
+		t.Fatalf("pidfile older than the process: disproof = %q", why)
+	}
+	if os.Geteuid() == 0 {
+		now := time.Now()
+		if err := os.Chtimes(pidfile, now, now); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(pidfile, 54321, 54321); err != nil {
+			t.Fatal(err)
+		}
+		if why := disproof(ctx, gp, self.created, pidfile); !strings.Contains(why, "is owned by uid 54321") {
+			t.Fatalf("pidfile of another user: disproof = %q", why)
+		}
 	}
 }
 
@@ -75,6 +167,9 @@ func TestExeIsRedis(t *testing.T) {
 	if !exeIsRedis("/opt/redis/bin/redis-server (deleted)", "redis-server") {
 		t.Error("upgraded (deleted) binary not accepted")
 	}
+	if !exeIsRedis("/usr/bin/valkey-server", "redis-server") {
+		t.Error("valkey-server not accepted")
+	}
 	if exeIsRedis("/usr/bin/sleep", "redis-server") {
 		t.Error("sleep accepted as redis")
 	}
@@ -96,23 +191,6 @@ func TestExeIsRedis(t *testing.T) {
 	}
 }
 
-func TestListeningInodes(t *testing.T) {
-	table := `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 0100007F:1B59 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 111 1 0000000000000000 100 0 0 10 0
-   1: 0100007F:1B59 0100007F:D3A2 01 00000000:00000000 00:00000000 00000000     0        0 222 1 0000000000000000 20 4 30 10 -1
-   2: 00000000:4A69 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 333 1 0000000000000000 100 0 0 10 0
-`
-	if got := listeningInodes(table, 7001); len(got) != 1 || got[0] != "111" {
-		t.Fatalf("listeningInodes(7001) = %v, want [111]", got)
-	}
-	if got := listeningInodes(table, 19049); len(got) != 1 || got[0] != "333" {
-		t.Fatalf("listeningInodes(19049) = %v, want [333]", got)
-	}
-	if got := listeningInodes(table, 7002); len(got) != 0 {
-		t.Fatalf("listeningInodes(7002) = %v", got)
-	}
-}
-
 func TestPortHolderNamesUs(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -120,7 +198,7 @@ func TestPortHolderNamesUs(t *testing.T) {
 	}
 	defer l.Close()
 	port := l.Addr().(*net.TCPAddr).Port
-	err = checkPorts(Node{Port: port})
+	err = checkPorts(Node{Port: port}, &sockets{})
 	want := fmt.Sprintf("port %d is already in use by pid %d", port, os.Getpid())
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("checkPorts = %v, want %q", err, want)
@@ -228,40 +306,21 @@ func TestIdentifyWithoutRedis(t *testing.T) {
 func TestTerminateEscalatesToSIGKILL(t *testing.T) {
 	defer func(d time.Duration) { termWait = d }(termWait)
 	termWait = 200 * time.Millisecond
-	cmd := exec.Command("sh", "-c", `trap "" TERM; exec sleep 60`)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	ctx := testCtx(t, 10*time.Second)
+	cmd := startSleep(t, `trap "" TERM; exec sleep 60`) // SIGTERM ignored from the exec on
 	pid := cmd.Process.Pid
-	// Wait until the exec happened (SIGTERM ignored from then on).
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(b)) == "sleep" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("sleep never started")
-		}
-	}
-	proc, err := os.FindProcess(pid)
+	p, err := openProof(ctx, pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := readStat(pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &proof{pid: pid, proc: proc, start: st.start}
 	defer p.release()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	n := Node{Port: freePort(t)}
 	r := terminate(ctx, n, Options{}.withDefaults(), p, false)
 	if r.Err != nil || r.Action != "sigkill" || !strings.Contains(r.Detail, "after SIGTERM") {
 		t.Fatalf("terminate = %+v", r)
 	}
-	if st, err := readStat(pid); err != nil || st.state != "Z" {
-		t.Fatalf("process state after SIGKILL: %+v %v, want zombie (not yet reaped)", st, err)
+	if f, err := readFacts(ctx, p.proc, pid); err != nil || f.status != process.Zombie {
+		t.Fatalf("process state after SIGKILL: %+v %v, want zombie (not yet reaped)", f, err)
 	}
 }
 
@@ -297,26 +356,13 @@ func TestCheckPortsNamesEveryBusyPort(t *testing.T) {
 // A holder started as `python3 -c "<multi-line script>"` must not spread
 // the busy-port error over several lines.
 func TestCmdlineSummaryOneLine(t *testing.T) {
-	raw := []byte("python3\x00-c\x00\nimport socket\n  s=socket.socket()\x00")
-	if got, want := cmdlineSummary(raw), "python3 -c import socket s=socket.socket()"; got != want {
+	args := []string{"python3", "-c", "\nimport socket\n  s=socket.socket()"}
+	if got, want := cmdlineSummary(args), "python3 -c import socket s=socket.socket()"; got != want {
 		t.Fatalf("cmdlineSummary = %q, want %q", got, want)
 	}
-	long := cmdlineSummary([]byte(strings.Repeat("é", 100)))
+	long := cmdlineSummary([]string{strings.Repeat("é", 100)})
 	if !strings.HasSuffix(long, "...") || len([]rune(long)) != 83 {
 		t.Fatalf("cmdlineSummary(long) = %q (%d runes), want 80 runes + ...", long, len([]rune(long)))
-	}
-}
-
-func TestLocalPortState(t *testing.T) {
-	table := `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 0100007F:1B59 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 111 1 0000000000000000 100 0 0 10 0
-   1: 0100007F:8282 0100007F:5A6C 06 00000000:00000000 03:00000F6A 00000000     0        0 0 3 0000000000000000
-`
-	if got := localPortState(table, 0x8282); got != "TIME-WAIT" {
-		t.Fatalf("localPortState(33410) = %q, want TIME-WAIT", got)
-	}
-	if got := localPortState(table, 7001); got != "" {
-		t.Fatalf("localPortState(7001) = %q, want \"\" (a listener is not a connection)", got)
 	}
 }
 
@@ -350,7 +396,7 @@ func TestCheckPortsExplainsTimeWait(t *testing.T) {
 		_, _ = s.Read(buf) // EOF once the FIN arrived
 		s.Close()
 	}
-	err = checkPorts(Node{Host: "127.0.0.1", Port: local}) // local itself is checked first
+	err = checkPorts(Node{Host: "127.0.0.1", Port: local}, &sockets{}) // local itself is checked first
 	t.Logf("checkPorts: %v", err)
 	if err == nil {
 		t.Skipf("kernel let port %d be bound over TIME-WAIT", local)
@@ -371,8 +417,8 @@ func TestWaitPortClosed(t *testing.T) {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	n := Node{Host: "127.0.0.1", Port: port}
-	if yes, ok := listening(port); ok && !yes {
-		t.Errorf("listening(%d) = false while a listener is open", port)
+	if unbound(n) {
+		t.Errorf("unbound(%d) = true while a listener is open", port)
 	}
 	if why := waitPortClosed(ctx, n, 100*time.Millisecond); why != "still accepts connections" {
 		t.Errorf("open port: waitPortClosed = %q", why)
@@ -381,8 +427,8 @@ func TestWaitPortClosed(t *testing.T) {
 	if why := waitPortClosed(ctx, n, time.Second); why != "" {
 		t.Errorf("closed port: waitPortClosed = %q, want \"\"", why)
 	}
-	if yes, ok := listening(port); !ok || yes {
-		t.Errorf("listening(%d) = %t, %t after close, want false, true", port, yes, ok)
+	if !unbound(n) {
+		t.Errorf("unbound(%d) = false after close", port)
 	}
 
 	// A listener nobody accepts on, with the smallest backlog: once its
