@@ -32,7 +32,10 @@
 //
 // Every request to the engine has its own deadline (Options.CallTimeout), so
 // a hung engine fails an operation, naming the container and the request,
-// instead of hanging rcluster.
+// instead of hanging rcluster. Besides whole-cluster Start and Stop, single
+// nodes can be killed, stopped, started, paused and unpaused (node.go).
+// Host networking leaves no Docker network to cut a node off from, so
+// Partition and Heal fail with ErrPartitionUnsupported.
 package dockerrt
 
 import (

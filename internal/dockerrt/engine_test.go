@@ -53,7 +53,7 @@ func hungEngine(t *testing.T) string {
 
 // TestHungEngineBoundsEveryCall: against an engine that never answers,
 // every operation returns within its CallTimeout, not the caller's far
-// longer deadline, with an error naming what it asked about, the request
+// longer deadline, with an error naming the node or container, the request
 // and the bound.
 func TestHungEngineBoundsEveryCall(t *testing.T) {
 	host := hungEngine(t)
@@ -69,6 +69,9 @@ func TestHungEngineBoundsEveryCall(t *testing.T) {
 	}
 	defer cli.Close()
 	r := &Runtime{Spec: s, o: Options{CallTimeout: bound, Grace: bound, Ready: bound}.withDefaults(), cli: cli}
+	n := s.Nodes()[0]
+	name := ContainerName(s, n.Port)
+	inspectNode := "container " + name + ": inspect: "
 
 	cases := []struct {
 		op   string
@@ -84,6 +87,11 @@ func TestHungEngineBoundsEveryCall(t *testing.T) {
 		{"Stop", func() error { _, err := r.Stop(ctx); return err }, "list containers of " + s.Dir + ": "},
 		{"Remove", func() error { return r.Remove(ctx, s.Nodes()) }, "list containers of " + s.Dir + ": "},
 		{"EnsureImage", func() error { return r.EnsureImage(ctx) }, "image rcluster-redis:local: inspect: "},
+		{"Kill", func() error { return r.Kill(ctx, n) }, "node 127.0.0.1:7001: kill: " + inspectNode},
+		{"StopNode", func() error { _, err := r.StopNode(ctx, n); return err }, "stop node 127.0.0.1:7001: " + inspectNode},
+		{"StartNode", func() error { return r.StartNode(ctx, n) }, "start node 127.0.0.1:7001: " + inspectNode},
+		{"Pause", func() error { return r.Pause(ctx, n) }, "node 127.0.0.1:7001: pause: " + inspectNode},
+		{"Unpause", func() error { return r.Unpause(ctx, n) }, "node 127.0.0.1:7001: unpause: " + inspectNode},
 	}
 	for _, c := range cases {
 		start := time.Now()
@@ -122,5 +130,16 @@ func TestEngineBlamesOnlyItsOwnDeadline(t *testing.T) {
 	})
 	if err == nil || err.Error() != "container c: inspect: boom" {
 		t.Errorf("engine error: %v", err)
+	}
+}
+
+func TestPartitionIsRefusedWithHostNetworking(t *testing.T) {
+	r := &Runtime{Spec: &spec.Spec{Name: "dev", Dir: t.TempDir()}}
+	n := spec.Node{Host: "127.0.0.1", Port: 7001}
+	for op, f := range map[string]func(context.Context, spec.Node) error{"partition": r.Partition, "heal": r.Heal} {
+		err := f(context.Background(), n)
+		if !errors.Is(err, ErrPartitionUnsupported) || !strings.HasPrefix(err.Error(), "node 127.0.0.1:7001: "+op+": ") {
+			t.Errorf("%s: %v, want ErrPartitionUnsupported naming the node", op, err)
+		}
 	}
 }
