@@ -94,7 +94,7 @@ func Start(t testing.TB, n int, args ...string) []*Node {
 		}
 		a = append(a, args...)
 		cmd := exec.Command(bin, a...)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		cmd.SysProcAttr = nodeSysProcAttr()
 		if err := cmd.Start(); err != nil {
 			t.Fatalf("start redis-server on %d: %v", port, err)
 		}
