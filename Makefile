@@ -35,8 +35,17 @@ run: deps build
 	@echo "The cluster is running: ./$(BIN) status | redis-cli -c -p 7001"
 	@echo "Stop it with: ./$(BIN) down   (add --purge to delete its data)"
 
+## cross: build and vet every package, tests included, for macOS (Intel and Apple silicon)
+.PHONY: cross
+cross:
+	@for arch in amd64 arm64; do \
+		echo "darwin/$$arch: go build ./... && go vet ./..."; \
+		CGO_ENABLED=0 GOOS=darwin GOARCH=$$arch $(GO) build ./... && \
+		CGO_ENABLED=0 GOOS=darwin GOARCH=$$arch $(GO) vet ./... || exit 1; \
+	done
+
 ## test: unit + integration + e2e (needs redis-server; e2e needs Docker)
-test: deps
+test: deps cross
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 40m ./...
 
