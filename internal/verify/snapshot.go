@@ -10,6 +10,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/rcluster/rcluster/internal/health"
 	"github.com/rcluster/rcluster/internal/topology"
 )
 
@@ -41,6 +42,39 @@ func (s *Snapshot) OK() []*NodeView {
 		}
 	}
 	return out
+}
+
+// Answer is the view as health judges it.
+func (v *NodeView) Answer() health.Answer {
+	return health.Answer{Addr: v.Addr, Err: v.Err, Info: v.Info, Repl: v.Repl, Nodes: v.Nodes}
+}
+
+// Answers are every node's views as health judges them, in Addrs order.
+func (s *Snapshot) Answers() []health.Answer {
+	out := make([]health.Answer, len(s.Views))
+	for i, v := range s.Views {
+		out[i] = v.Answer()
+	}
+	return out
+}
+
+// reference is the slot map most answering nodes agree on: the one the
+// slot map agreement check judges by, so client checks expect the owners
+// it does.
+func reference(s *Snapshot) *topology.SlotMap { return health.MajoritySlots(s.Answers()) }
+
+// addrOf maps node ids to the addresses they announce (what MOVED names),
+// using every view's self-description and, failing that, what others say.
+func addrOf(s *Snapshot) map[string]string {
+	m := map[string]string{}
+	for _, v := range s.OK() {
+		for _, n := range v.Nodes {
+			if _, ok := m[n.ID]; !ok || n.IsMyself() {
+				m[n.ID] = n.Addr
+			}
+		}
+	}
+	return m
 }
 
 // Gather discovers the cluster from the seeds and reads every node. A nil

@@ -8,23 +8,50 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/rcluster/rcluster/internal/topology"
+	"github.com/rcluster/rcluster/internal/health"
 )
 
-const slotCount = 16384
+// healthChecks are the topology checks that are criteria of health's
+// definition, grouped under verify's names. Every criterion but the
+// caller's own probes (health.Extra) is in one of them, so these checks all
+// pass exactly when health.Judge finds the cluster healthy: verify cannot
+// disagree with up's readiness or with status.
+var healthChecks = []struct {
+	name     string
+	criteria []health.Criterion
+	also     func(*Env) problems // what verify checks beyond health
+}{
+	{"cluster_state ok", []health.Criterion{health.Answered, health.State}, nil},
+	{"slots covered", []health.Criterion{health.ViewCoverage, health.SlotsServed}, nil},
+	{"slot map agreement", []health.Criterion{health.SlotAgreement}, nil},
+	{"no open slots", []health.Criterion{health.OpenSlots}, nil},
+	{"no failed nodes", []health.Criterion{health.Flags, health.BusLinks}, nil},
+	{"known nodes", []health.Criterion{health.KnownNodes, health.KnowsAll}, nil},
+	{"masters and replicas", []health.Criterion{health.Role, health.RoleAgreement}, checkRoles},
+	{"replica links up", []health.Criterion{health.ReplicaLink}, nil},
+	{"config epochs unique", []health.Criterion{health.Epochs}, nil},
+}
 
 func topologyChecks() []Check {
-	return []Check{
-		{Name: "cluster_state ok", Run: checkState},
-		{Name: "slots covered", Run: checkCoverage},
-		{Name: "slot map agreement", Run: checkAgreement},
-		{Name: "no open slots", Run: checkOpenSlots},
-		{Name: "no failed nodes", Run: checkFlags},
-		{Name: "known nodes", Run: checkKnownNodes},
-		{Name: "masters and replicas", Run: checkRoles},
-		{Name: "replica links up", Run: checkReplicaLinks},
-		{Name: "config epochs unique", Run: checkEpochs},
-		{Name: "shards healthy", Run: checkShards},
+	var out []Check
+	for _, hc := range healthChecks {
+		out = append(out, Check{Name: hc.name, Run: assess(hc.criteria, hc.also)})
+	}
+	return append(out, Check{Name: "shards healthy", Run: checkShards})
+}
+
+// assess runs health's criteria on the snapshot, each finding one problem
+// naming the node (Expect.Nodes is the expected node count), then also.
+func assess(cs []health.Criterion, also func(*Env) problems) func(context.Context, *Env) error {
+	return func(_ context.Context, e *Env) error {
+		var p problems
+		for _, f := range health.Assess(e.Snap.Answers(), e.Opts.Expect.Nodes, cs...) {
+			p = append(p, f.String())
+		}
+		if also != nil {
+			p = append(p, also(e)...)
+		}
+		return p.err()
 	}
 }
 
@@ -45,20 +72,6 @@ func (p problems) err() error {
 	return errors.New(strings.Join(shown, "; ") + more)
 }
 
-// addrOf maps node ids to addresses using every view's self-description
-// and, failing that, what others say.
-func addrOf(s *Snapshot) map[string]string {
-	m := map[string]string{}
-	for _, v := range s.OK() {
-		for _, n := range v.Nodes {
-			if _, ok := m[n.ID]; !ok || n.IsMyself() {
-				m[n.ID] = n.Addr
-			}
-		}
-	}
-	return m
-}
-
 func name(addrs map[string]string, id string) string {
 	if a, ok := addrs[id]; ok && a != "" && !strings.HasPrefix(a, ":") {
 		return a
@@ -69,219 +82,10 @@ func name(addrs map[string]string, id string) string {
 	return "node " + id
 }
 
-func checkState(_ context.Context, e *Env) error {
-	var p problems
-	for _, v := range e.Snap.Views {
-		switch {
-		case v.Err != nil:
-			p.add("%s: no answer (%v)", v.Addr, v.Err)
-		case v.Info["cluster_state"] != "ok":
-			p.add("%s: cluster_state:%s", v.Addr, v.Info["cluster_state"])
-		}
-	}
-	return p.err()
-}
-
-// ownerMap returns slot -> owner id as one view sees it.
-func ownerMap(v *NodeView) []string {
-	owners := make([]string, slotCount)
-	for _, n := range v.Nodes {
-		if !n.IsMaster() {
-			continue
-		}
-		for _, r := range n.Slots {
-			for s := r.Start; s <= r.End && s < slotCount; s++ {
-				if s >= 0 {
-					owners[s] = n.ID
-				}
-			}
-		}
-	}
-	return owners
-}
-
-// reference returns the slot map most answering nodes agree on.
-func reference(s *Snapshot) []string {
-	counts := map[string]int{}
-	maps := map[string][]string{}
-	for _, v := range s.OK() {
-		m := ownerMap(v)
-		k := strings.Join(m, ",")
-		counts[k]++
-		maps[k] = m
-	}
-	best, bestN := "", -1
-	for k, n := range counts {
-		if n > bestN || (n == bestN && k < best) {
-			best, bestN = k, n
-		}
-	}
-	if bestN < 0 {
-		return make([]string, slotCount)
-	}
-	return maps[best]
-}
-
-// ranges groups consecutive slots with equal owners matching pred.
-func ranges(owners []string, pred func(slot int) bool) []topology.SlotRange {
-	var out []topology.SlotRange
-	for s := 0; s < slotCount; s++ {
-		if !pred(s) {
-			continue
-		}
-		if n := len(out); n > 0 && out[n-1].End == s-1 && owners[out[n-1].Start] == owners[s] {
-			out[n-1].End = s
-			continue
-		}
-		out = append(out, topology.SlotRange{Start: s, End: s})
-	}
-	return out
-}
-
-// checkCoverage: every slot must be claimed by an answering master in its
-// own view (as redis-cli --cluster check counts), or it names who the others
-// think owns it.
-func checkCoverage(_ context.Context, e *Env) error {
-	ref := reference(e.Snap)
-	addrs := addrOf(e.Snap)
-	claimed := make([]string, slotCount)
-	for _, v := range e.Snap.OK() {
-		if !v.Me.IsMaster() {
-			continue
-		}
-		for _, r := range v.Me.Slots {
-			for s := max(r.Start, 0); s <= r.End && s < slotCount; s++ {
-				claimed[s] = v.Me.ID
-			}
-		}
-	}
-	var p problems
-	missing := ranges(ref, func(s int) bool { return claimed[s] == "" })
-	for _, r := range missing {
-		rs := topology.FormatRanges([]topology.SlotRange{r})
-		switch o := ref[r.Start]; {
-		case o == "":
-			p.add("slots %s have no owner", rs)
-		case addrs[o] != "" && !answers(e.Snap, o):
-			p.add("slots %s are owned by %s, which does not answer", rs, name(addrs, o))
-		default:
-			p.add("slots %s are not served: %s does not claim them, though others think it does", rs, name(addrs, o))
-		}
-	}
-	return p.err()
-}
-
-func answers(s *Snapshot, id string) bool {
-	for _, v := range s.OK() {
-		if v.Me.ID == id {
-			return true
-		}
-	}
-	return false
-}
-
-func checkAgreement(_ context.Context, e *Env) error {
-	ref := reference(e.Snap)
-	addrs := addrOf(e.Snap)
-	var p problems
-	for _, v := range e.Snap.OK() {
-		m := ownerMap(v)
-		diff := ranges(m, func(s int) bool { return m[s] != ref[s] })
-		if len(diff) == 0 {
-			continue
-		}
-		r := diff[0]
-		sees := "no owner"
-		if m[r.Start] != "" {
-			sees = name(addrs, m[r.Start])
-		}
-		others := "no owner"
-		if ref[r.Start] != "" {
-			others = name(addrs, ref[r.Start])
-		}
-		p.add("%s disagrees on %d slots: it says %s belongs to %s, the others say %s",
-			v.Addr, topology.CountSlots(diff), topology.FormatRanges([]topology.SlotRange{r}), sees, others)
-	}
-	return p.err()
-}
-
-func checkOpenSlots(_ context.Context, e *Env) error {
-	addrs := addrOf(e.Snap)
-	var p problems
-	for _, v := range e.Snap.OK() {
-		for _, slot := range sortedKeys(v.Me.Migrating) {
-			p.add("slot %d is migrating on %s to %s", slot, v.Addr, name(addrs, v.Me.Migrating[slot]))
-		}
-		for _, slot := range sortedKeys(v.Me.Importing) {
-			p.add("slot %d is importing on %s from %s", slot, v.Addr, name(addrs, v.Me.Importing[slot]))
-		}
-	}
-	return p.err()
-}
-
-func sortedKeys(m map[int]string) []int {
-	out := make([]int, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Ints(out)
-	return out
-}
-
-func checkFlags(_ context.Context, e *Env) error {
-	addrs := addrOf(e.Snap)
-	var p problems
-	for _, v := range e.Snap.OK() {
-		for _, n := range v.Nodes {
-			var bad []string
-			for _, f := range []string{"fail", "fail?", "handshake", "noaddr"} {
-				if n.HasFlag(f) {
-					bad = append(bad, f)
-				}
-			}
-			if len(bad) > 0 {
-				p.add("%s sees %s as %s", v.Addr, name(addrs, n.ID), strings.Join(bad, ","))
-			}
-		}
-	}
-	return p.err()
-}
-
-func checkKnownNodes(_ context.Context, e *Env) error {
-	addrs := addrOf(e.Snap)
-	var p problems
-	union := map[string]bool{}
-	sets := map[string]map[string]bool{}
-	for _, v := range e.Snap.OK() {
-		set := map[string]bool{}
-		for _, n := range v.Nodes {
-			if n.HasFlag("handshake") {
-				continue
-			}
-			set[n.ID] = true
-			union[n.ID] = true
-		}
-		sets[v.Addr] = set
-	}
-	for _, v := range e.Snap.OK() {
-		var missing []string
-		for id := range union {
-			if !sets[v.Addr][id] {
-				missing = append(missing, name(addrs, id))
-			}
-		}
-		sort.Strings(missing)
-		if len(missing) > 0 {
-			p.add("%s does not know %s", v.Addr, strings.Join(missing, ", "))
-		}
-	}
-	if want := e.Opts.Expect.Nodes; want > 0 && len(union) != want {
-		p.add("the cluster has %d nodes, expected %d", len(union), want)
-	}
-	return p.err()
-}
-
-func checkRoles(_ context.Context, e *Env) error {
+// checkRoles compares the roles nodes claim for themselves with what is
+// expected: the number of slot-owning masters, replicas per master, and
+// replicas of nodes that are no such master.
+func checkRoles(e *Env) problems {
 	// Roles as each node says of itself.
 	masters := map[string]string{} // id -> addr (masters owning slots)
 	replicasOf := map[string][]string{}
@@ -315,36 +119,7 @@ func checkRoles(_ context.Context, e *Env) error {
 			p.add("%s replicate %s, which is not a master owning slots", strings.Join(reps, ", "), name(addrs, mid))
 		}
 	}
-	return p.err()
-}
-
-func checkReplicaLinks(_ context.Context, e *Env) error {
-	var p problems
-	for _, v := range e.Snap.OK() {
-		if v.Repl["role"] != "slave" {
-			continue
-		}
-		if st := v.Repl["master_link_status"]; st != "up" {
-			p.add("%s: master_link_status:%s (master %s:%s)", v.Addr, st, v.Repl["master_host"], v.Repl["master_port"])
-		}
-	}
-	return p.err()
-}
-
-func checkEpochs(_ context.Context, e *Env) error {
-	seen := map[uint64]string{}
-	var p problems
-	for _, v := range e.Snap.OK() {
-		if !v.Me.IsMaster() || len(v.Me.Slots) == 0 {
-			continue
-		}
-		if other, dup := seen[v.Me.Epoch]; dup {
-			p.add("%s and %s share config epoch %d", other, v.Addr, v.Me.Epoch)
-			continue
-		}
-		seen[v.Me.Epoch] = v.Addr
-	}
-	return p.err()
+	return p
 }
 
 // checkShards reads CLUSTER SHARDS health. Redis 7.0 reports a replica as

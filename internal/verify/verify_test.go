@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rcluster/rcluster/internal/health"
+	"github.com/rcluster/rcluster/internal/poll"
 	"github.com/rcluster/rcluster/internal/redisconn"
 	"github.com/rcluster/rcluster/internal/testutil/redistest"
 	"github.com/rcluster/rcluster/internal/topology"
@@ -88,12 +90,37 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
+// settled waits (bounded) until health judges the cluster healthy: right
+// after redis-cli's create, which redistest.CreateCluster waits for only
+// until cluster_state:ok, some views still show replicas as masters for up
+// to ~1s. It returns how long that took.
+func settled(t *testing.T, o Options) time.Duration {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	start := time.Now()
+	var last []health.Problem
+	for b := (poll.Backoff{Max: 100 * time.Millisecond}); ; {
+		snap, err := Gather(ctx, o)
+		if err == nil {
+			if last = health.Judge(snap.Answers(), o.Expect.Nodes); last == nil {
+				return time.Since(start)
+			}
+		}
+		if werr := b.Wait(ctx); werr != nil {
+			t.Fatalf("cluster never settled: %v %v", err, last)
+		}
+	}
+}
+
 func TestHealthyReferenceClusters(t *testing.T) {
 	redistest.Integration(t)
 	for _, tc := range []struct{ n, replicas int }{{3, 0}, {6, 1}} {
 		nodes := redistest.Start(t, tc.n)
 		redistest.CreateCluster(t, nodes, tc.replicas)
-		rep := run(t, opts(nodes, tc.n/(tc.replicas+1), tc.replicas))
+		o := opts(nodes, tc.n/(tc.replicas+1), tc.replicas)
+		t.Logf("%d nodes settled %s after redis-cli's create", tc.n, settled(t, o).Round(time.Millisecond))
+		rep := run(t, o)
 		if !rep.OK {
 			t.Fatalf("%d nodes, replicas %d: healthy cluster made by redis-cli failed: %v", tc.n, tc.replicas, rep.Failed())
 		}
@@ -112,6 +139,7 @@ func TestClientChecksFailWhenBroken(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	o := opts(nodes, 3, 0)
+	settled(t, o)
 	snap, err := Gather(ctx, o)
 	if err != nil {
 		t.Fatal(err)
