@@ -372,3 +372,33 @@ func TestCriteriaAreNamed(t *testing.T) {
 		t.Errorf("%d criteria named, want %d", len(seen), numCriteria)
 	}
 }
+
+// BenchmarkJudge100 judges the 100-node capture as all 100 nodes would
+// answer it (one readiness round of a 100-node up).
+func BenchmarkJudge100(b *testing.B) {
+	raw, err := os.ReadFile(filepath.Join("..", "topology", "testdata", "cluster-nodes-100.txt"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	view, err := topology.ParseNodes(string(raw))
+	if err != nil {
+		b.Fatal(err)
+	}
+	as := make([]Answer, len(view))
+	for i, n := range view {
+		role := "master"
+		if n.IsReplica() {
+			role = "slave"
+		}
+		as[i] = Answer{Addr: n.Addr, Nodes: moveMyself(view, n.Addr),
+			Info: map[string]string{"cluster_state": "ok", "cluster_known_nodes": "100"},
+			Repl: map[string]string{"role": role, "master_link_status": "up"}}
+	}
+	if p := Judge(as, 100); p != nil {
+		b.Fatalf("Judge = %q", strs(p))
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		Judge(as, 100)
+	}
+}
