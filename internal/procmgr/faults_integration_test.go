@@ -62,8 +62,8 @@ func TestPauseResumeKill(t *testing.T) {
 	st := Inspect(ctx, nodes, o)[0]
 	d := time.Since(t0)
 	t.Logf("Inspect of a paused node: %s, %+v", d.Round(time.Millisecond), st)
-	if !st.Running || st.Responding || st.Unproven || st.Pid != pid {
-		t.Fatalf("Inspect of a paused node: %+v, want running, not responding, pid %d", st, pid)
+	if !st.Running || !st.Paused || st.Responding || st.Unproven || st.Pid != pid {
+		t.Fatalf("Inspect of a paused node: %+v, want running, paused, not responding, pid %d", st, pid)
 	}
 	if d >= 2*time.Second {
 		t.Errorf("Inspect of a paused node took %s: it waited for the connection timeout", d)

@@ -152,7 +152,7 @@ func identify(ctx context.Context, n Node, o Options) (State, *proof) {
 	// A stopped process answers nothing: asking would only cost a timeout.
 	if p != nil && p.stopped(ctx) {
 		if v, _ := procIsNode(ctx, pid, p.created, n); v == isNode {
-			st.Pid, st.Running = pid, true
+			st.Pid, st.Running, st.Paused = pid, true, true
 			st.Detail = "not answering: stopped (SIGSTOP)"
 			return st, p
 		}

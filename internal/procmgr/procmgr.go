@@ -68,6 +68,9 @@ type State struct {
 	Unproven bool
 	// Responding is true when the node answered PING.
 	Responding bool
+	// Paused is true for a running node whose process is stopped
+	// (SIGSTOP, see Pause): it answers nothing until Resume.
+	Paused bool
 	// Detail explains a not-running state: "no pidfile", "stale pidfile: pid 123 is not redis-server on port 7001",
 	// "cannot prove pid 123 is redis-server on port 7001: ...", ...
 	Detail string
