@@ -140,13 +140,6 @@ func (c *children) killAll() {
 	c.cmds = nil
 }
 
-// childAttr puts a child in its own process group (a terminal Ctrl-C goes to
-// the harness, which then cleans up in order) and has the kernel SIGKILL it
-// if the harness dies without cleaning up.
-func childAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-}
-
 // poll calls check with exponential backoff from minDelay to maxDelay until
 // it reports done, returns an error, or ctx ends.
 func poll(ctx context.Context, minDelay, maxDelay time.Duration, check func() (bool, error)) error {
