@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -259,7 +258,7 @@ func TestRedisAcceptsConfig(t *testing.T) {
 	var out bytes.Buffer // redis-server reports config errors on stdout/stderr
 	cmd := exec.Command(bin, paths[0], "--daemonize", "no")
 	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = serverSysProcAttr()
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start redis-server: %v", err)
 	}
