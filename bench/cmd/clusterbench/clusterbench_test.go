@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rcluster/rcluster/internal/spec"
 	"github.com/rcluster/rcluster/internal/testutil/redistest"
 )
 
@@ -129,25 +130,6 @@ func TestSpecYAML(t *testing.T) {
 	}
 }
 
-func TestFreeBlockSkipsBusyPorts(t *testing.T) {
-	base, err := freeBlock(100)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if base < portLow || base+100 > portHigh || base+100+busShift > 32768 {
-		t.Fatalf("block %d-%d outside %d-%d or bus ports in the ephemeral range", base, base+99, portLow, portHigh)
-	}
-	// A listener on a bus port makes that block busy.
-	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(base+5+busShift))
-	if err != nil {
-		t.Skipf("port taken meanwhile: %v", err)
-	}
-	defer l.Close()
-	if blockFree(base, 10) {
-		t.Fatalf("block %d with busy bus port %d reported free", base, base+5+busShift)
-	}
-}
-
 func TestRclusterUsable(t *testing.T) {
 	if why := rclusterUsable(filepath.Join(t.TempDir(), "rcluster")); !strings.Contains(why, "not found") {
 		t.Fatalf("missing binary: %q", why)
@@ -250,11 +232,20 @@ func TestRunHandPathEndToEnd(t *testing.T) {
 	if !strings.Contains(stderr.String(), "3 nodes, r0") || !strings.Contains(stderr.String(), "n/a") {
 		t.Fatalf("table on stderr missing:\n%s", stderr.String())
 	}
-	// Ports of the run must be free again.
+	// Ports of the run, client and bus, must be free again.
 	lo, _, _ := strings.Cut(h.Ports, "-")
-	base, _ := strconv.Atoi(lo)
-	if !blockFree(base, 3) {
-		t.Fatalf("ports %s still in use after the run", h.Ports)
+	base, err := strconv.Atoi(lo)
+	if err != nil {
+		t.Fatalf("ports %q: %v", h.Ports, err)
+	}
+	for p := base; p < base+3; p++ {
+		for _, q := range []int{p, p + spec.BusPortOffset} {
+			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(q))
+			if err != nil {
+				t.Fatalf("port %d of the run's %s still in use: %v", q, h.Ports, err)
+			}
+			l.Close()
+		}
 	}
 }
 

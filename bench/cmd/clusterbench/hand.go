@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/rcluster/rcluster/internal/portblock"
 )
 
 // HandSample is one run of the hand path.
@@ -55,6 +57,15 @@ func runHand(ctx context.Context, cfg *config, n, replicas int) (s HandSample, e
 			s.Error = err.Error()
 		}
 	}()
+	// The block is locked the way the integration tests lock theirs (same
+	// range, same lock files), so a bench beside go test cannot take their
+	// ports. Deferred before the cleanup below, release runs after it: the
+	// block stays held until every node on it is dead.
+	base, release, err := portblock.Reserve(n)
+	if err != nil {
+		return s, fmt.Errorf("ports for %d nodes: %w", n, err)
+	}
+	defer release()
 	root, err := os.MkdirTemp("", "clusterbench-hand-")
 	if err != nil {
 		return s, err
@@ -67,10 +78,6 @@ func runHand(ctx context.Context, cfg *config, n, replicas int) (s HandSample, e
 			os.RemoveAll(root)
 		}
 	}()
-	base, err := freeBlock(n)
-	if err != nil {
-		return s, err
-	}
 	s.Ports = fmt.Sprintf("%d-%d", base, base+n-1)
 	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
 	defer cancel()

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/rcluster/rcluster/internal/portblock"
 )
 
 // RclusterSample is one run of the rcluster path.
@@ -52,6 +54,15 @@ func runRcluster(ctx context.Context, cfg *config, n, replicas, run int) (s Rclu
 			s.Error = err.Error()
 		}
 	}()
+	// The block is locked the way the integration tests lock theirs (same
+	// range, same lock files), so a bench beside go test cannot take their
+	// ports. Deferred before the cleanup below, release runs after it: the
+	// block stays held until down and the kill sweep are done.
+	base, release, err := portblock.Reserve(n)
+	if err != nil {
+		return s, fmt.Errorf("ports for %d nodes: %w", n, err)
+	}
+	defer release()
 	root, err := os.MkdirTemp("", "clusterbench-rcluster-")
 	if err != nil {
 		return s, err
@@ -71,10 +82,6 @@ func runRcluster(ctx context.Context, cfg *config, n, replicas, run int) (s Rclu
 			os.RemoveAll(root)
 		}
 	}()
-	base, err := freeBlock(n)
-	if err != nil {
-		return s, err
-	}
 	s.Ports = fmt.Sprintf("%d-%d", base, base+n-1)
 	name := fmt.Sprintf("bench-n%d-r%d-%d", n, replicas, run)
 	if err := os.WriteFile(spec, []byte(specYAML(name, base, n, replicas, state)), 0o644); err != nil {
