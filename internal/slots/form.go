@@ -212,13 +212,11 @@ func Form(ctx context.Context, p *Plan, o FormOptions) (err error) {
 		}
 		logf("form: gossip: every node knows all %d nodes (%d polls, %d introductions)", len(ms), polls, intros)
 	}
-	if !o.noSettle {
-		nudges, err := settle(ctx, p, ms, lim)
-		if err != nil {
-			return hint(err)
-		}
-		logf("form: settle: every node sees every other's slots and role (%d nudges)", nudges)
+	nudges, err := settle(ctx, p, ms, lim)
+	if err != nil {
+		return hint(err)
 	}
+	logf("form: settle: every node sees every other's slots and role (%d nudges)", nudges)
 
 	// 6. Converged and serving.
 	addrs := make([]string, len(ms))

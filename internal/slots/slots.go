@@ -48,7 +48,6 @@ type FormOptions struct {
 	// Log receives one line per phase (may be nil).
 	Log io.Writer
 
-	noSettle   bool // for the experiment: skip the settle phase
 	forceLarge bool // for tests: the large-cluster path (largeMin) at any size
 }
 
