@@ -36,18 +36,17 @@ func (v *view) ok() bool { return v.err == nil }
 // part of that.
 type poller struct {
 	conn    redisconn.Options
-	known   []string        // addresses to read, seeds first
+	known   []string // addresses to read, seeds first
+	isKnown map[string]bool
 	skip    map[string]bool // ids and addresses never read (nodes known to be down)
 	clients map[string]*redis.Client
 	nudged  map[string]bool // "from>to" pairs nudge has introduced
 }
 
 func newPoller(conn redisconn.Options, seeds []string) *poller {
-	p := &poller{conn: conn, skip: map[string]bool{}, clients: map[string]*redis.Client{}, nudged: map[string]bool{}}
+	p := &poller{conn: conn, isKnown: map[string]bool{}, skip: map[string]bool{}, clients: map[string]*redis.Client{}, nudged: map[string]bool{}}
 	for _, s := range seeds {
-		if !slices.Contains(p.known, s) {
-			p.known = append(p.known, s)
-		}
+		p.learn(s)
 	}
 	return p
 }
@@ -56,6 +55,16 @@ func newPoller(conn redisconn.Options, seeds []string) *poller {
 // (killed, stopped or paused), and a paused node would hold every round for
 // a whole call timeout.
 func (p *poller) skipNode(idOrAddr string) { p.skip[idOrAddr] = true }
+
+// learn adds an address to read; it reports whether it is new.
+func (p *poller) learn(addr string) bool {
+	if p.isKnown[addr] {
+		return false
+	}
+	p.isKnown[addr] = true
+	p.known = append(p.known, addr)
+	return true
+}
 
 func (p *poller) close() {
 	for _, c := range p.clients {
@@ -114,20 +123,24 @@ func (p *poller) round(ctx context.Context) (views []*view, complete bool) {
 				p.skip[n.Addr] = true
 				continue
 			}
-			if !dialable(n) || slices.Contains(p.known, n.Addr) {
-				continue
+			if dialable(n) && p.learn(n.Addr) {
+				complete = false
 			}
-			p.known = append(p.known, n.Addr)
-			complete = false
 		}
 	}
 	// A seed given as the address of a skipped node is known as such only
-	// once a view names it: drop what it said.
+	// once a view names it: drop what it said. A node read under two
+	// addresses (a seed's alias and the one it announces) counts once.
 	kept := views[:0]
+	seen := map[string]bool{}
 	for _, v := range views {
-		if !p.skip[v.addr] && !(v.ok() && p.skip[v.me.ID]) {
-			kept = append(kept, v)
+		if p.skip[v.addr] || (v.ok() && (p.skip[v.me.ID] || seen[v.me.ID])) {
+			continue
 		}
+		if v.ok() {
+			seen[v.me.ID] = true
+		}
+		kept = append(kept, v)
 	}
 	return kept, complete
 }
