@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -405,57 +406,63 @@ func TestRefusalsChangeNothing(t *testing.T) {
 	t.Logf("WaitFailover without replica: %v (%v)", err, time.Since(start).Round(time.Millisecond))
 }
 
-// TestWaitFailoverAfterKill: SIGKILL of a master; a graceful failover of it
-// is refused (ErrMasterDown); WaitFailover returns when every surviving
-// node agrees its replica is master of its slots and cluster_state is ok,
-// and the cluster takes writes in those slots.
+// TestWaitFailoverAfterKill: SIGKILL (or SIGSTOP: a hung master) of a
+// master; WaitFailover returns when every surviving node agrees its replica
+// is master of its slots and cluster_state is ok, and the cluster takes
+// writes in those slots.
 func TestWaitFailoverAfterKill(t *testing.T) {
 	redistest.Integration(t)
-	nodes := startCluster(t, 6, 1)
-	addrs := redistest.Addrs(nodes)
-	conn := redisconn.Options{}
-	master, replicas := shardOf(t, addrs, 0)
-	var victim *redistest.Node
-	var alive []string
-	for _, n := range nodes {
-		if n.Addr == master.Addr {
-			victim = n
-		} else {
-			alive = append(alive, n.Addr)
-		}
+	for sigName, sig := range map[string]syscall.Signal{"SIGKILL": syscall.SIGKILL, "SIGSTOP": syscall.SIGSTOP} {
+		t.Run(sigName, func(t *testing.T) {
+			nodes := startCluster(t, 6, 1)
+			addrs := redistest.Addrs(nodes)
+			conn := redisconn.Options{}
+			master, replicas := shardOf(t, addrs, 0)
+			var victim *redistest.Node
+			var alive []string
+			for _, n := range nodes {
+				if n.Addr == master.Addr {
+					victim = n
+				} else {
+					alive = append(alive, n.Addr)
+				}
+			}
+			if victim == nil {
+				t.Fatalf("no node at %s", master.Addr)
+			}
+			name := master.ID // by id: the dead master's address among the seeds must not matter
+			if sig == syscall.SIGKILL {
+				victim.Kill()
+			} else {
+				victim.Signal(t, sig)
+				name = master.Addr // a paused node named by address is never waited on
+			}
+			killed := time.Now()
+			res, err := WaitFailover(testCtx(t, 30*time.Second), addrs, conn, name, Options{})
+			if err != nil {
+				logFailover(t, nodes)
+				t.Fatalf("wait for failover: %v", err)
+			}
+			writable := time.Since(killed)
+			t.Logf("MEASURED %s of a master, node timeout %d ms: %s; fault to writable %v", sigName, nodeTimeout, res, writable.Round(time.Millisecond))
+			if res.New.ID != replicas[0].ID || res.Old.ID != master.ID || !(res.Suspected > 0 && res.Suspected <= res.Failed && res.Failed <= res.Elected && res.Elected <= res.Agreed) {
+				t.Errorf("result %+v", res)
+			}
+			assertAgreed(t, alive, replicas[0].ID, "", master.Slots)
+			for _, v := range readViews(t, alive) {
+				if d, _ := topology.FindNode(v.nodes, master.ID); !d.Failed() || len(d.Slots) != 0 {
+					t.Errorf("%s: dead master is %v with slots %s, want fail and none", v.addr, d.Flags, topology.FormatRanges(d.Slots))
+				}
+			}
+			c := conn.Cluster(alive)
+			defer c.Close()
+			k := topology.KeyForSlot(0)
+			if err := c.Set(testCtx(t, 5*time.Second), k, "v", 0).Err(); err != nil {
+				t.Errorf("write to slot 0 right after WaitFailover: %v", err)
+			}
+			c.Del(testCtx(t, 5*time.Second), k)
+		})
 	}
-	if victim == nil {
-		t.Fatalf("no node at %s", master.Addr)
-	}
-
-	victim.Kill()
-	killed := time.Now()
-	if _, err := Failover(testCtx(t, 10*time.Second), addrs, conn, ByNode(master.Addr), Options{}); !errors.Is(err, ErrMasterDown) || !strings.Contains(err.Error(), "--force") {
-		t.Errorf("graceful failover of a killed master: %v, want ErrMasterDown saying use --force", err)
-	}
-	// The dead master's address among the seeds must not matter.
-	res, err := WaitFailover(testCtx(t, 30*time.Second), addrs, conn, master.ID, Options{})
-	if err != nil {
-		t.Fatalf("wait for failover: %v", err)
-	}
-	writable := time.Since(killed)
-	t.Logf("MEASURED kill -9 of a master, node timeout %d ms: %s; kill to writable %v", nodeTimeout, res, writable.Round(time.Millisecond))
-	if res.New.ID != replicas[0].ID || res.Old.ID != master.ID || !(res.Suspected > 0 && res.Suspected <= res.Failed && res.Failed <= res.Elected && res.Elected <= res.Agreed) {
-		t.Errorf("result %+v", res)
-	}
-	assertAgreed(t, alive, replicas[0].ID, "", master.Slots)
-	for _, v := range readViews(t, alive) {
-		if d, _ := topology.FindNode(v.nodes, master.ID); !d.Failed() || len(d.Slots) != 0 {
-			t.Errorf("%s: dead master is %v with slots %s, want fail and none", v.addr, d.Flags, topology.FormatRanges(d.Slots))
-		}
-	}
-	c := conn.Cluster(alive)
-	defer c.Close()
-	k := topology.KeyForSlot(0)
-	if err := c.Set(testCtx(t, 5*time.Second), k, "v", 0).Err(); err != nil {
-		t.Errorf("write to slot 0 right after WaitFailover: %v", err)
-	}
-	c.Del(testCtx(t, 5*time.Second), k)
 }
 
 // TestForceFailoverOfKilledMaster: right after SIGKILL of a master, a
