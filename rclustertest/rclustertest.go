@@ -139,7 +139,7 @@ func Start(t testing.TB, opts ...Option) *Cluster {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if err := cl.Down(ctx, false); err != nil {
+		if err := cl.Down(ctx, cluster.DownOptions{}); err != nil {
 			t.Errorf("rclustertest: stop cluster on %s: %v", portRange(s.Ports), err)
 		}
 	})

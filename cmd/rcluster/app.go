@@ -121,16 +121,20 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			{
 				Name:      "down",
 				Usage:     "stop every node gracefully (data kept unless --purge)",
-				UsageText: "rcluster down [-f cluster.yaml] [--purge]\n\nExamples:\n   rcluster down\n   rcluster down --purge   # also delete the data",
+				UsageText: "rcluster down [-f cluster.yaml] [--purge] [--timeout 2m]\n\n" +
+					"--purge deletes what rcluster created in the state dir (configs, data, logs);\n" +
+					"files it did not create stay, and so does the dir when any remain.\n\n" +
+					"Examples:\n   rcluster down\n   rcluster down --purge   # also delete the data",
 				Flags: []cli.Flag{fileFlag,
-					&cli.BoolFlag{Name: "purge", Usage: "also delete the spec's state directory (all data)"},
+					&cli.BoolFlag{Name: "purge", Usage: "also delete what rcluster created in the state directory (all data)"},
+					&cli.DurationFlag{Name: "timeout", Value: 2 * time.Minute, Usage: "bound for the whole of down"},
 				},
 				Action: func(c *cli.Context) error {
 					cl, err := newCluster(c, stderr)
 					if err != nil {
 						return err
 					}
-					return cl.Down(c.Context, c.Bool("purge"))
+					return cl.Down(c.Context, cluster.DownOptions{Purge: c.Bool("purge"), Timeout: c.Duration("timeout")})
 				},
 			},
 			{

@@ -457,9 +457,9 @@ func TestLsReadsStateDirs(t *testing.T) {
 		t.Fatalf("ls --json: %v\n%s", err, out)
 	}
 	want := []listedCluster{
-		{Name: "half", Dir: filepath.Join(root, "half"), Host: "127.0.0.2", Ports: []int{7201, 7203}, State: "stopped",
+		{Name: "half", Dir: filepath.Join(root, "half"), Runtime: "process", Host: "127.0.0.2", Ports: []int{7201, 7203}, State: "stopped",
 			Nodes: 2, Detail: "never formed (up did not complete)"},
-		{Name: "shop", Dir: filepath.Join(root, "shop"), Host: "127.0.0.1", Ports: []int{7101, 7102, 7103, 7104, 7105, 7106},
+		{Name: "shop", Dir: filepath.Join(root, "shop"), Runtime: "process", Host: "127.0.0.1", Ports: []int{7101, 7102, 7103, 7104, 7105, 7106},
 			State: "stopped", Nodes: 6, Formed: true, Replicas: 1},
 	}
 	if got.Root != root || !reflect.DeepEqual(got.Clusters, want) {

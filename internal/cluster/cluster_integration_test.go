@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rcluster/rcluster/internal/procmgr"
+	"github.com/rcluster/rcluster/internal/provider"
 	"github.com/rcluster/rcluster/internal/spec"
 	"github.com/rcluster/rcluster/internal/testutil/redistest"
 	"github.com/rcluster/rcluster/internal/ui"
@@ -36,11 +37,20 @@ func realCluster(t *testing.T, n, replicas int) *Cluster {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
-		if err := (&Cluster{Spec: s}).Down(ctx, true); err != nil {
+		if err := (&Cluster{Spec: s}).Down(ctx, DownOptions{Purge: true}); err != nil {
 			t.Errorf("cleanup: %v", err)
 		}
 	})
 	return c
+}
+
+// procNodes is how the process runtime describes c's nodes to procmgr.
+func procNodes(c *Cluster) []procmgr.Node {
+	var out []procmgr.Node
+	for _, n := range c.Spec.Nodes() {
+		out = append(out, provider.ProcNode(c.Spec, n))
+	}
+	return out
 }
 
 func statePids(t *testing.T, c *Cluster) []int {
@@ -48,7 +58,7 @@ func statePids(t *testing.T, c *Cluster) []int {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var out []int
-	for _, st := range procmgr.Inspect(ctx, c.procNodes(), c.procOpts()) {
+	for _, st := range procmgr.Inspect(ctx, procNodes(c), procmgr.Options{Conn: c.Conn}) {
 		out = append(out, st.Pid)
 	}
 	return out
@@ -182,7 +192,7 @@ func TestStatusOfDeadNodeComesFromPeers(t *testing.T) {
 	c.Log = &log
 	var st bytes.Buffer
 	c.Status = ui.NewStatus(&st)
-	if err := c.Down(ctx, false); err != nil {
+	if err := c.Down(ctx, DownOptions{}); err != nil {
 		t.Fatalf("Down with a dead node: %v", err)
 	}
 	if !strings.Contains(st.String(), "2 stopped, 1 was not running") || !strings.Contains(log.String(), dead.Addr+": not running") {
@@ -202,8 +212,12 @@ func TestHealthyNeedsOwnProcesses(t *testing.T) {
 	if err := c.Up(ctx, UpOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	nodes, addrs := c.procNodes(), c.Spec.Addrs()
-	if !c.healthy(ctx, nodes, addrs) {
+	nodes, addrs := procNodes(c), c.Spec.Addrs()
+	prov, err := c.provider(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.healthy(ctx, prov, addrs) {
 		t.Fatal("healthy = false right after up")
 	}
 	pidfile := nodes[1].PidFile
@@ -212,17 +226,17 @@ func TestHealthyNeedsOwnProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeFile(t, pidfile, fmt.Sprintf("%d\n", os.Getpid()))
-	if c.healthy(ctx, nodes, addrs) {
+	if c.healthy(ctx, prov, addrs) {
 		t.Error("healthy = true while a pidfile names another process")
 	}
 	if err := os.Remove(pidfile); err != nil {
 		t.Fatal(err)
 	}
-	if c.healthy(ctx, nodes, addrs) {
+	if c.healthy(ctx, prov, addrs) {
 		t.Error("healthy = true while a pidfile is missing")
 	}
 	writeFile(t, pidfile, string(orig))
-	if !c.healthy(ctx, nodes, addrs) {
+	if !c.healthy(ctx, prov, addrs) {
 		t.Error("healthy = false once the pidfile is back")
 	}
 }

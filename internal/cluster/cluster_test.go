@@ -9,15 +9,18 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/rcluster/rcluster/internal/health"
 	"github.com/rcluster/rcluster/internal/poll"
 	"github.com/rcluster/rcluster/internal/procmgr"
 	"github.com/rcluster/rcluster/internal/redisconn"
 	"github.com/rcluster/rcluster/internal/spec"
 	"github.com/rcluster/rcluster/internal/statedir"
+	"github.com/rcluster/rcluster/internal/topology"
 )
 
 // fakeRedis writes a script that answers --version like redis-server does.
@@ -29,21 +32,6 @@ func fakeRedis(t *testing.T, version string) string {
 		t.Fatal(err)
 	}
 	return p
-}
-
-func TestCheckBinary(t *testing.T) {
-	ctx := context.Background()
-	ok := fakeRedis(t, "7.0.15")
-	if got, err := CheckBinary(ctx, ok); err != nil || got != ok+" (Redis 7.0.15)" {
-		t.Fatalf("CheckBinary(7.0.15) = %q, %v", got, err)
-	}
-	old := fakeRedis(t, "6.2.6")
-	if _, err := CheckBinary(ctx, old); err == nil || !strings.Contains(err.Error(), old+" is Redis 6.2.6") || !strings.Contains(err.Error(), ">= 7.0") {
-		t.Fatalf("CheckBinary(6.2.6) = %v", err)
-	}
-	if _, err := CheckBinary(ctx, "/nonexistent/redis-server"); err == nil || !strings.Contains(err.Error(), `"/nonexistent/redis-server" not found`) {
-		t.Fatalf("CheckBinary(missing) = %v", err)
-	}
 }
 
 func TestConflictError(t *testing.T) {
@@ -132,20 +120,6 @@ func TestUpUnusableStateDir(t *testing.T) {
 	}
 }
 
-func TestCheckWritable(t *testing.T) {
-	dir := t.TempDir()
-	if err := checkWritable(dir); err != nil {
-		t.Fatal(err)
-	}
-	left, _ := os.ReadDir(dir)
-	if len(left) != 0 {
-		t.Fatalf("checkWritable left %v behind", left)
-	}
-	if err := checkWritable(filepath.Join(dir, "missing")); err == nil || !strings.Contains(err.Error(), "is not writable") {
-		t.Fatalf("checkWritable(missing) = %v", err)
-	}
-}
-
 func TestLockSecondWaiterFailsClearly(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
@@ -184,7 +158,7 @@ func TestLockSecondWaiterFailsClearly(t *testing.T) {
 func TestDownWithoutStateDir(t *testing.T) {
 	s := testSpec(t, 7001, 7002, 7003)
 	s.Dir = filepath.Join(s.Dir, "never-created")
-	if err := (&Cluster{Spec: s}).Down(context.Background(), true); err != nil {
+	if err := (&Cluster{Spec: s}).Down(context.Background(), DownOptions{Purge: true}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(s.Dir); !errors.Is(err, os.ErrNotExist) {
@@ -195,7 +169,7 @@ func TestDownWithoutStateDir(t *testing.T) {
 func TestPurgeRefusesForeignDir(t *testing.T) {
 	s := testSpec(t, 7001)
 	writeFile(t, filepath.Join(s.Dir, "precious.txt"), "x")
-	if err := (&Cluster{Spec: s, Log: io.Discard}).Down(context.Background(), true); err != nil {
+	if err := (&Cluster{Spec: s, Log: io.Discard}).Down(context.Background(), DownOptions{Purge: true}); err != nil {
 		t.Fatalf("down --purge of a dir that is no state dir: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(s.Dir, "precious.txt")); err != nil {
@@ -361,25 +335,71 @@ func TestMastersFirst(t *testing.T) {
 	}
 }
 
-func TestProblems(t *testing.T) {
-	ok := func(addr, role, link string) NodeStatus {
-		return NodeStatus{Addr: addr, Running: true, Role: role, State: "ok", Link: link}
+// capturedStatuses is a healthy 6-node cluster as status reads it: the
+// answers captured from redis-server 7.0.15 (internal/topology/testdata;
+// 12001-12003 masters, 12004-12006 their replicas), each node's view the
+// master's with the myself flag moved to it.
+func capturedStatuses(t *testing.T) []NodeStatus {
+	t.Helper()
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join("..", "topology", "testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
 	}
-	healthy := []NodeStatus{ok("a:1", "master", ""), ok("a:2", "replica", "up")}
-	if p := Problems(healthy); len(p) != 0 {
+	view, err := topology.ParseNodes(read("cluster-nodes-6-master-view.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []NodeStatus
+	for _, me := range view {
+		nodes := make([]topology.Node, len(view))
+		for i, n := range view {
+			n.Flags = slices.DeleteFunc(slices.Clone(n.Flags), func(f string) bool { return f == "myself" })
+			if n.ID == me.ID {
+				n.Flags = append([]string{"myself"}, n.Flags...)
+			}
+			nodes[i] = n
+		}
+		repl := map[string]string{"role": "master"}
+		role := "master"
+		if me.IsReplica() {
+			repl = topology.ParseInfo(read("info-replication-replica.txt"))
+			m, _ := topology.FindNode(view, me.MasterID)
+			repl["master_port"] = strings.TrimPrefix(m.Addr, "127.0.0.1:")
+			role = "replica"
+		}
+		out = append(out, NodeStatus{Addr: me.Addr, Running: true, Role: role, State: "ok", Link: repl["master_link_status"],
+			answer: &health.Answer{Addr: me.Addr, Nodes: nodes, Info: topology.ParseInfo(read("cluster-info-ok.txt")), Repl: repl}})
+	}
+	slices.SortFunc(out, func(a, b NodeStatus) int { return strings.Compare(a.Addr, b.Addr) })
+	return out
+}
+
+// TestProblems: status judges what the nodes answered by health.Judge (the
+// definition up and verify use) after what only the runtime knows, one
+// entry per node at fault, naming it and why.
+func TestProblems(t *testing.T) {
+	if p := Problems(capturedStatuses(t)); len(p) != 0 {
 		t.Errorf("Problems(healthy) = %q", p)
 	}
-	sick := []NodeStatus{
-		{Addr: "a:1", Role: "master"}, // stopped; role from its peers
-		{Addr: "a:2", Running: true, Detail: "i/o timeout"},
-		{Addr: "a:3", Running: true, Role: "master", State: "fail"},
-		ok("a:4", "replica", "down"),
-		ok("a:5", "replica", ""),
-		ok("a:6", "master", ""),
+	sick := capturedStatuses(t)
+	sick[0].Running = false // 12001: stopped
+	sick[1].Detail, sick[1].answer = "i/o timeout", &health.Answer{Addr: sick[1].Addr, Err: errors.New("i/o timeout")}
+	sick[2].answer.Info = map[string]string{"cluster_state": "fail", "cluster_known_nodes": "6"}
+	sick[3].answer.Repl = map[string]string{"role": "slave", "master_link_status": "down"}
+	sick[4].Paused = true
+	got := Problems(sick)
+	want := []string{"127.0.0.1:12001 not running", "127.0.0.1:12002 not answering (i/o timeout)", "127.0.0.1:12003 cluster_state:fail",
+		"127.0.0.1:12004 master_link_status:down", "127.0.0.1:12005 paused"}
+	if len(got) != len(want) {
+		t.Fatalf("Problems = %q\nwant one entry each for %q", got, want)
 	}
-	want := []string{"a:1 not running", "a:2 not answering (i/o timeout)", "a:3 cluster_state:fail",
-		"a:4 master_link_status:down", "a:5 master_link_status:-"}
-	if got := Problems(sick); fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Errorf("Problems = %q\nwant       %q", got, want)
+	for i, w := range want {
+		addr, why, _ := strings.Cut(w, " ")
+		if !strings.HasPrefix(got[i], addr+" ") || !strings.Contains(got[i], why) {
+			t.Errorf("Problems[%d] = %q, want %s named with %q", i, got[i], addr, why)
+		}
 	}
 }

@@ -77,7 +77,7 @@ func TestExternalUpStatusDown(t *testing.T) {
 	}
 
 	log.Reset()
-	if err := c.Down(ctx, true); err != nil {
+	if err := c.Down(ctx, DownOptions{Purge: true}); err != nil {
 		t.Fatalf("down --purge: %v", err)
 	}
 	if !strings.Contains(log.String(), "leaves them running") {

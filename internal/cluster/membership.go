@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/rcluster/rcluster/internal/provider"
 	"github.com/rcluster/rcluster/internal/topology"
 )
 
@@ -65,10 +66,16 @@ func readNodesConf(path string) ([]topology.Node, error) {
 
 // views gathers every node's view without changing anything: live for
 // nodes that answer (responding[i], in spec order), from nodes.conf for the
-// others.
-func (c *Cluster) views(ctx context.Context, responding []bool) ([]nodeView, error) {
+// others. It returns none when the nodes' cluster state is not rcluster's
+// to read (external nodes).
+func (c *Cluster) views(ctx context.Context, prov provider.Provider, responding []bool) ([]nodeView, error) {
 	s := c.Spec
 	nodes := s.Nodes()
+	for _, n := range nodes {
+		if prov.NodesFile(n) == "" {
+			return nil, nil
+		}
+	}
 	out := make([]nodeView, len(nodes))
 	errs := make([]error, len(nodes))
 	var wg sync.WaitGroup
@@ -89,7 +96,7 @@ func (c *Cluster) views(ctx context.Context, responding []bool) ([]nodeView, err
 			})
 			continue
 		}
-		path := s.NodesFile(n.Port)
+		path := prov.NodesFile(n)
 		out[i].Source = path
 		ns, err := readNodesConf(path)
 		if err != nil {
@@ -104,8 +111,8 @@ func (c *Cluster) views(ctx context.Context, responding []bool) ([]nodeView, err
 // membership reads every node's view (see views) and refuses, with a
 // *MembershipError, nodes that do not belong with the others (see
 // checkMembership); it returns the views for the caller's next decisions.
-func (c *Cluster) membership(ctx context.Context, responding []bool) ([]nodeView, error) {
-	views, err := c.views(ctx, responding)
+func (c *Cluster) membership(ctx context.Context, prov provider.Provider, responding []bool) ([]nodeView, error) {
+	views, err := c.views(ctx, prov, responding)
 	if err != nil {
 		return nil, err
 	}

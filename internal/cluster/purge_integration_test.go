@@ -30,10 +30,10 @@ func TestPurgeKeepsUserFilesInStateDir(t *testing.T) {
 	if err := c.Up(ctx, UpOptions{}); err != nil {
 		t.Fatalf("up: %v", err)
 	}
-	if err := c.Down(ctx, false); err != nil {
+	if err := c.Down(ctx, DownOptions{}); err != nil {
 		t.Fatalf("down: %v", err)
 	}
-	if err := c.Down(ctx, true); err != nil {
+	if err := c.Down(ctx, DownOptions{Purge: true}); err != nil {
 		t.Fatalf("down --purge: %v", err)
 	}
 	for _, p := range []string{notes, inLog} {
@@ -61,7 +61,7 @@ func TestPurgeRefusesSpecDirBeforeStopping(t *testing.T) {
 		t.Fatalf("up: %v", err)
 	}
 	var pe *statedir.PurgeRefusedError
-	if err := c.Down(ctx, true); !errors.As(err, &pe) {
+	if err := c.Down(ctx, DownOptions{Purge: true}); !errors.As(err, &pe) {
 		t.Fatalf("down --purge of the spec's dir = %v, want a PurgeRefusedError", err)
 	}
 	for i, pid := range statePids(t, c) {

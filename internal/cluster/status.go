@@ -9,7 +9,10 @@ import (
 	"sync"
 	"text/tabwriter"
 
-	"github.com/rcluster/rcluster/internal/procmgr"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/rcluster/rcluster/internal/health"
+	"github.com/rcluster/rcluster/internal/provider"
 	"github.com/rcluster/rcluster/internal/topology"
 )
 
@@ -19,43 +22,77 @@ type NodeStatus struct {
 	Port    int    `json:"port"`
 	Pid     int    `json:"pid"`
 	Running bool   `json:"running"`
-	ID      string `json:"id,omitempty"`
-	Role    string `json:"role,omitempty"`
-	Master  string `json:"master,omitempty"`
-	Slots   string `json:"slots,omitempty"`
-	State   string `json:"cluster_state,omitempty"`
-	Link    string `json:"link,omitempty"` // replica: master_link_status
-	Keys    int64  `json:"keys"`
-	Memory  string `json:"memory,omitempty"`
-	Flags   string `json:"flags,omitempty"`
-	Detail  string `json:"detail,omitempty"`
+	// Paused: running but frozen (SIGSTOP, docker pause).
+	Paused bool `json:"paused,omitempty"`
+	// Unproven: a live process may be this node but cannot be proven to
+	// be (it is neither reported running nor stopped).
+	Unproven bool   `json:"unproven,omitempty"`
+	ID       string `json:"id,omitempty"`
+	Role     string `json:"role,omitempty"`
+	Master   string `json:"master,omitempty"`
+	Slots    string `json:"slots,omitempty"`
+	State    string `json:"cluster_state,omitempty"`
+	Link     string `json:"link,omitempty"` // replica: master_link_status
+	Keys     int64  `json:"keys"`
+	Memory   string `json:"memory,omitempty"`
+	Flags    string `json:"flags,omitempty"`
+	Detail   string `json:"detail,omitempty"`
+
+	// answer is what the node said, judged by Problems (health.Judge).
+	answer *health.Answer
 }
 
-// NodeStatuses gathers every node's process and cluster state in parallel.
-// A node that does not answer gets its role, flags and link state from
-// what the answering nodes say of it (e.g. "master,fail", "disconnected").
+// NodeStatuses gathers every node's state (from its provider) and cluster
+// state (from the node) in parallel, on any runtime. A node that does not
+// answer gets its role, flags and link state from what the answering nodes
+// say of it (e.g. "master,fail", "disconnected").
 func (c *Cluster) NodeStatuses(ctx context.Context) []NodeStatus {
-	if c.foreign() {
-		return c.foreignStatuses(ctx) // docker and external: foreign.go
-	}
-	nodes := c.procNodes()
-	states := procmgr.Inspect(ctx, nodes, c.procOpts())
+	out, _ := c.nodeStatuses(ctx)
+	return out
+}
+
+// nodeStatuses is NodeStatuses that also says when the runtime could not
+// be asked (then every node's Detail says why).
+func (c *Cluster) nodeStatuses(ctx context.Context) ([]NodeStatus, error) {
+	nodes := c.Spec.Nodes()
 	out := make([]NodeStatus, len(nodes))
+	for i, n := range nodes {
+		out[i] = NodeStatus{Addr: n.Addr(), Port: n.Port}
+	}
+	prov, err := c.provider(ctx)
+	var states []provider.NodeState
+	if err == nil {
+		defer prov.Close()
+		states, err = prov.Inspect(ctx)
+	}
+	if err != nil {
+		for i := range out {
+			out[i].Detail = err.Error()
+		}
+		return out, err
+	}
 	views := make([][]topology.Node, len(nodes))
 	var wg sync.WaitGroup
-	for i, n := range nodes {
-		out[i] = NodeStatus{Addr: n.Addr(), Port: n.Port, Pid: states[i].Pid, Running: states[i].Running, Detail: states[i].Detail}
-		if !states[i].Responding {
-			if out[i].Detail == "" && states[i].Running {
+	for i, ns := range states {
+		out[i].Pid, out[i].Running, out[i].Detail = ns.Pid, ns.Running, ns.Detail
+		out[i].Paused, out[i].Unproven = ns.Paused, ns.Unproven
+		if !ns.Responding {
+			if out[i].Detail == "" && ns.Running {
 				out[i].Detail = "not responding"
 			}
 			continue
 		}
-		wg.Go(func() { views[i] = c.fillStatus(ctx, &out[i]) })
+		wg.Go(func() {
+			detail := out[i].Detail
+			views[i] = c.fillStatus(ctx, &out[i])
+			if out[i].Detail == "" {
+				out[i].Detail = detail
+			}
+		})
 	}
 	wg.Wait()
 	fillFromPeers(out, views)
-	return out
+	return out, nil
 }
 
 // fillFromPeers describes nodes that did not answer as their peers see them.
@@ -113,15 +150,25 @@ func (c *Cluster) fillStatus(ctx context.Context, ns *NodeStatus) []topology.Nod
 	replCmd := pipe.Info(ctx, "replication", "memory")
 	sizeCmd := pipe.DBSize(ctx)
 	_, _ = pipe.Exec(ctx)
-	if err := nodesCmd.Err(); err != nil {
+	ns.answer = &health.Answer{Addr: ns.Addr}
+	for _, cmd := range []redis.Cmder{nodesCmd, infoCmd, replCmd} {
+		if err := cmd.Err(); err != nil && ns.answer.Err == nil {
+			ns.answer.Err = err
+		}
+	}
+	if err := ns.answer.Err; err != nil {
 		ns.Detail = err.Error()
 		return nil
 	}
 	all, err := topology.ParseNodes(nodesCmd.Val())
 	if err != nil {
+		ns.answer.Err = err
 		ns.Detail = err.Error()
 		return nil
 	}
+	ns.answer.Nodes = all
+	ns.answer.Info = topology.ParseInfo(infoCmd.Val())
+	ns.answer.Repl = topology.ParseInfo(replCmd.Val())
 	byID := map[string]topology.Node{}
 	for _, n := range all {
 		byID[n.ID] = n
@@ -151,30 +198,47 @@ func (c *Cluster) fillStatus(ctx context.Context, ns *NodeStatus) []topology.Nod
 }
 
 // Problems says, one entry per node, what keeps the nodes from being a
-// healthy cluster: not running, not answering, a cluster_state other than
-// ok, a replica whose link to its master is not up. None means healthy.
+// healthy cluster, by the one definition up's readiness and verify share
+// (health.Judge over what each node answered), after what only the
+// runtime knows: a node not running, paused, or not proven to be ours.
+// None means healthy.
 func Problems(sts []NodeStatus) []string {
-	var out []string
+	reasons := make(map[string][]string, len(sts))
+	var answers []health.Answer
 	for _, s := range sts {
-		var why string
 		switch {
+		case s.Unproven:
+			reasons[s.Addr] = []string{"not proven to be this cluster's node (" + s.Detail + ")"}
 		case !s.Running:
-			why = "not running"
-		case s.State == "":
-			why = "not answering"
+			reasons[s.Addr] = []string{"not running"}
+		case s.Paused:
+			reasons[s.Addr] = []string{"paused (answers nothing)"}
+		case s.answer == nil || s.answer.Err != nil:
+			why := "not answering"
 			if s.Detail != "" {
 				why += " (" + s.Detail + ")"
 			}
-		case s.State != "ok":
-			why = "cluster_state:" + s.State
-		case s.Role == "replica" && s.Link != "up":
-			why = "master_link_status:" + dash(s.Link)
-		}
-		if why != "" {
-			out = append(out, s.Addr+" "+why)
+			reasons[s.Addr] = []string{why}
+		default:
+			answers = append(answers, *s.answer)
 		}
 	}
-	return out
+	for _, p := range health.Judge(answers, len(sts)) {
+		reasons[p.Addr] = append(reasons[p.Addr], p.Reasons...)
+	}
+	var out []string
+	for _, s := range sts {
+		if r := reasons[s.Addr]; len(r) > 0 {
+			out = append(out, s.Addr+" "+strings.Join(r, "; "))
+			delete(reasons, s.Addr)
+		}
+	}
+	var others []string // judged about, but not spec nodes
+	for addr, r := range reasons {
+		others = append(others, addr+" "+strings.Join(r, "; "))
+	}
+	slices.Sort(others)
+	return append(out, others...)
 }
 
 // WriteStatusTable prints statuses as an aligned table.
@@ -187,8 +251,13 @@ func WriteStatusTable(w io.Writer, sts []NodeStatus) error {
 			pid = fmt.Sprint(s.Pid)
 		}
 		state := s.State
-		if !s.Running {
+		switch {
+		case s.Unproven:
+			state = "unproven"
+		case !s.Running:
 			state = "stopped"
+		case s.Paused:
+			state = "paused"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", s.Addr, pid, dash(s.Role), dash(s.Master),
 			dash(s.Slots), dash(state), dash(s.Link), s.Keys, dash(s.Memory), dash(tableFlags(s.Flags)), s.Detail)
