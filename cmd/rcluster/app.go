@@ -14,7 +14,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/rcluster/rcluster/internal/cluster"
-	"github.com/rcluster/rcluster/internal/poll"
 	"github.com/rcluster/rcluster/internal/redisconn"
 	"github.com/rcluster/rcluster/internal/spec"
 	"github.com/rcluster/rcluster/internal/statedir"
@@ -119,8 +118,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				},
 			},
 			{
-				Name:      "down",
-				Usage:     "stop every node gracefully (data kept unless --purge)",
+				Name:  "down",
+				Usage: "stop every node gracefully (data kept unless --purge)",
 				UsageText: "rcluster down [-f cluster.yaml] [--purge] [--timeout 2m]\n\n" +
 					"--purge deletes what rcluster created in the state dir (configs, data, logs);\n" +
 					"files it did not create stay, and so does the dir when any remain.\n\n" +
@@ -217,7 +216,7 @@ func verifyCommand(fileFlag cli.Flag, stdout, stderr io.Writer) *cli.Command {
 		UsageText: "rcluster verify [-f cluster.yaml | --addr HOST:PORT [--tls --cacert ca.crt --cert c.crt --key c.key]] [--wait 30s] [--json] [--junit FILE]\n\n" +
 			"Examples:\n   rcluster verify\n   rcluster verify --addr 127.0.0.1:7001 --json\n   rcluster verify --wait 30s --junit verify-report.xml\n" +
 			"   REDISCLI_AUTH=pw rcluster verify --addr 127.0.0.1:7001 --tls --cacert state/tls/ca.crt --cert state/tls/node.crt --key state/tls/node.key",
-		Flags: []cli.Flag{fileFlag,
+		Flags: append([]cli.Flag{fileFlag,
 			&cli.StringSliceFlag{Name: "addr", Usage: "discover the cluster from this node (repeatable) instead of a spec"},
 			&cli.DurationFlag{Name: "wait", Usage: "re-check until healthy or this long has passed"},
 			&cli.DurationFlag{Name: "timeout", Value: 2 * time.Second, Usage: "bound for each call to a node"},
@@ -225,16 +224,19 @@ func verifyCommand(fileFlag cli.Flag, stdout, stderr io.Writer) *cli.Command {
 			&cli.StringFlag{Name: "junit", Usage: "also write a JUnit XML report to `FILE` (one testcase per check)"},
 			&cli.BoolFlag{Name: "read-only", Usage: "run only checks that write nothing"},
 			&cli.StringFlag{Name: "user", Usage: "ACL user"},
-			&cli.StringFlag{Name: "password", EnvVars: []string{"REDISCLI_AUTH"}, Usage: "password (prefer env REDISCLI_AUTH)"},
 			&cli.BoolFlag{Name: "tls", Usage: "connect with TLS (implied by --cacert, --cert, --key, --sni)"},
 			&cli.StringFlag{Name: "cacert", Usage: "CA certificate `FILE` to verify nodes with (default: system roots)"},
 			&cli.StringFlag{Name: "cert", Usage: "client certificate `FILE`"},
 			&cli.StringFlag{Name: "key", Usage: "client private key `FILE`"},
 			&cli.StringFlag{Name: "sni", Usage: "server `NAME` to request and verify (default: each node's address)"},
-		},
+		}, passwordFlags()...),
 		Action: func(c *cli.Context) error {
+			pw, err := password(c, stderr)
+			if err != nil {
+				return err
+			}
 			o := verify.Options{
-				Conn:     redisconn.Options{Username: c.String("user"), Password: c.String("password"), Timeout: c.Duration("timeout")},
+				Conn:     redisconn.Options{Username: c.String("user"), Password: pw, Timeout: c.Duration("timeout")},
 				ReadOnly: c.Bool("read-only"),
 			}
 			if c.Bool("tls") || c.IsSet("cacert") || c.IsSet("cert") || c.IsSet("key") || c.IsSet("sni") {
@@ -264,7 +266,7 @@ func verifyCommand(fileFlag cli.Flag, stdout, stderr io.Writer) *cli.Command {
 					return err
 				}
 				conn.Timeout = o.Conn.Timeout
-				if c.IsSet("user") || c.IsSet("password") {
+				if c.IsSet("user") || pw != "" {
 					conn.Username, conn.Password = o.Conn.Username, o.Conn.Password
 				}
 				if o.Conn.TLSConfig != nil {
@@ -296,24 +298,17 @@ func verifyCommand(fileFlag cli.Flag, stdout, stderr io.Writer) *cli.Command {
 	}
 }
 
-// runVerify runs the checks once, or with --wait until they pass or the
-// wait is over (polling with backoff), printing the final report's lines.
+// runVerify runs the checks once (streaming each line), or with --wait
+// until they pass or the wait is over, printing the final report's lines.
 func runVerify(ctx context.Context, o verify.Options, wait time.Duration, print func(verify.Result)) verify.Report {
 	if wait <= 0 {
 		return verify.Run(ctx, o, print)
 	}
-	wctx, cancel := context.WithTimeout(ctx, wait)
-	defer cancel()
-	b := poll.Backoff{Min: 100 * time.Millisecond, Max: time.Second}
-	for {
-		rep := verify.Run(ctx, o, nil)
-		if rep.OK || b.Wait(wctx) != nil {
-			for _, r := range rep.Checks {
-				print(r)
-			}
-			return rep
-		}
+	rep := verify.RunWait(ctx, o, wait)
+	for _, r := range rep.Checks {
+		print(r)
 	}
+	return rep
 }
 
 type jsonCheck struct {

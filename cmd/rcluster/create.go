@@ -20,24 +20,27 @@ func createCommand(stderr io.Writer) *cli.Command {
 	return &cli.Command{
 		Name:  "create",
 		Usage: "form a cluster on running nodes rcluster did not start (no spec, nothing saved)",
-		UsageText: "rcluster create HOST:PORT... [--replicas N] [--timeout 60s] [--user U] [--password P]\n\n" +
+		UsageText: "rcluster create HOST:PORT... [--replicas N] [--timeout 60s] [--user U] [--password-file F | env REDISCLI_AUTH]\n\n" +
 			"The first len(nodes)/(replicas+1) nodes become masters; replicas are placed on other hosts\n" +
 			"than their master when possible. Hostnames are resolved first (CLUSTER MEET needs IPs).\n" +
 			"Running it again on the formed cluster is a no-op.\n\n" +
 			"Example:\n   rcluster create 10.0.0.1:6379 10.0.0.2:6379 10.0.0.3:6379 10.0.0.4:6379 10.0.0.5:6379 10.0.0.6:6379 --replicas 1",
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			&cli.IntFlag{Name: "replicas", Usage: "replicas per master"},
 			&cli.DurationFlag{Name: "timeout", Value: 60 * time.Second, Usage: "give up after this long"},
 			&cli.DurationFlag{Name: "call-timeout", Value: 2 * time.Second, Usage: "bound for each call to a node"},
 			&cli.StringFlag{Name: "user", Usage: "ACL user"},
-			&cli.StringFlag{Name: "password", EnvVars: []string{"REDISCLI_AUTH"}, Usage: "password (prefer env REDISCLI_AUTH)"},
-		},
+		}, passwordFlags()...),
 		Action: func(c *cli.Context) error {
 			o := createFlags{replicas: c.Int("replicas"), timeout: c.Duration("timeout"), callTimeout: c.Duration("call-timeout"),
-				user: c.String("user"), password: c.String("password"), quiet: verbosity(c) == levelQuiet}
+				user: c.String("user"), password: c.String("password"), passwordFile: c.String("password-file"),
+				quiet: verbosity(c) == levelQuiet}
 			args, err := o.parseInterspersed(c.Args().Slice())
 			if err != nil {
 				return usagef("create: %w", err)
+			}
+			if o.password, err = resolvePassword(o.passwordFile, o.password, stderr); err != nil {
+				return err
 			}
 			if len(args) == 0 {
 				return usagef("create: give the nodes as HOST:PORT arguments")
@@ -80,6 +83,7 @@ type createFlags struct {
 	replicas             int
 	timeout, callTimeout time.Duration
 	user, password       string
+	passwordFile         string
 	quiet                bool
 }
 
@@ -93,6 +97,7 @@ func (o *createFlags) parseInterspersed(args []string) ([]string, error) {
 	fs.DurationVar(&o.callTimeout, "call-timeout", o.callTimeout, "")
 	fs.StringVar(&o.user, "user", o.user, "")
 	fs.StringVar(&o.password, "password", o.password, "")
+	fs.StringVar(&o.passwordFile, "password-file", o.passwordFile, "")
 	fs.BoolVar(&o.quiet, "quiet", o.quiet, "")
 	fs.BoolVar(&o.quiet, "q", o.quiet, "")
 	var rest []string

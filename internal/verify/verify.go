@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/rcluster/rcluster/internal/poll"
 	"github.com/rcluster/rcluster/internal/redisconn"
 )
 
@@ -140,6 +141,32 @@ func Run(ctx context.Context, o Options, onResult func(Result)) Report {
 		add(r)
 	}
 	return rep
+}
+
+// RunWait runs the checks until they all pass or wait has passed (polling
+// with backoff) and returns the last report. It ends within wait plus one
+// call timeout (o.Conn.Timeout): every round runs under that deadline, so
+// a round begun just before the wait is over cannot run on for a whole
+// suite of timeouts. wait <= 0 is one Run.
+func RunWait(ctx context.Context, o Options, wait time.Duration) Report {
+	if wait <= 0 {
+		return Run(ctx, o, nil)
+	}
+	callTimeout := o.Conn.Timeout
+	if callTimeout <= 0 {
+		callTimeout = 2 * time.Second
+	}
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	bound, cancelBound := context.WithTimeout(ctx, wait+callTimeout)
+	defer cancelBound()
+	b := poll.Backoff{Min: 100 * time.Millisecond, Max: time.Second}
+	for {
+		rep := Run(bound, o, nil)
+		if rep.OK || b.Wait(wctx) != nil {
+			return rep
+		}
+	}
 }
 
 func skipped(o Options, c Check) bool {
