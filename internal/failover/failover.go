@@ -313,9 +313,10 @@ func noVotes(ctx context.Context, p *poller, addr string, pl *plan, mode Mode, r
 	}
 	// Redis 7.0 (clusterHandleSlaveFailover): a replica starts a new
 	// election only when its last one began more than auth_retry_time =
-	// 2 x max(2 x node timeout, 2 s) ago. Sooner, it either "wins" at once
-	// with the last election's votes and epoch, which loses to the master's
-	// newer epoch (reverted), or waits for an election that has expired.
+	// 2 x max(2 x node timeout, 2 s) ago. Within auth_timeout (half that)
+	// it "wins" at once with the last election's votes and epoch, which
+	// loses to the master's newer epoch (reverted); after it, it waits
+	// until auth_retry_time, too late if that is past the window.
 	// Voters refuse a replica of the same master for 2 x node timeout after
 	// their last vote for one.
 	retry, vote := "4 x cluster-node-timeout (at least 4s)", "2 x cluster-node-timeout"
