@@ -133,7 +133,7 @@ func (c *Cluster) checkPurge() error {
 func (c *Cluster) purge(saved *statedir.State, summary string) error {
 	st, s := c.status(), c.Spec
 	st.Start("Removing what rcluster created in " + s.Dir)
-	res, err := statedir.Purge(s.Dir, saved, statedir.LayoutOf(s))
+	res, err := statedir.Purge(s.Dir, saved, provider.Layout(s))
 	st.End(err == nil)
 	if err != nil {
 		return err

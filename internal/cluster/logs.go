@@ -13,6 +13,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/rcluster/rcluster/internal/provider"
+	"github.com/rcluster/rcluster/internal/spec"
 )
 
 // LogOptions tune Logs.
@@ -44,9 +47,11 @@ const (
 func (c *Cluster) Logs(ctx context.Context, w io.Writer, o LogOptions) error {
 	ports := o.Ports
 	if len(ports) == 0 {
-		ports = c.Spec.Ports
+		for _, n := range c.Spec.Nodes() {
+			ports = append(ports, n.Port)
+		}
 	}
-	for _, p := range ports {
+	for _, p := range o.Ports {
 		if !slices.Contains(c.Spec.Ports, p) {
 			return &PortError{Port: p, Ports: c.Spec.Ports}
 		}
@@ -62,7 +67,11 @@ func (c *Cluster) Logs(ctx context.Context, w io.Writer, o LogOptions) error {
 		if o.Color {
 			prefix = colors[i%len(colors)] + prefix + "\033[0m"
 		}
-		srcs[i] = &logSource{path: c.Spec.LogFile(p), prefix: prefix}
+		path := provider.LogFile(c.Spec, spec.Node{Host: c.Spec.Host, Port: p})
+		if path == "" {
+			return fmt.Errorf("runtime %s: rcluster keeps no logs of nodes it did not start", c.Spec.RuntimeName())
+		}
+		srcs[i] = &logSource{path: path, prefix: prefix}
 		if _, err := os.Stat(srcs[i].path); err == nil {
 			found++
 		}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -215,5 +216,18 @@ func TestLogsCutsHugeLines(t *testing.T) {
 	lines := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
 	if len(lines) != 2 || len(lines[0]) != len("7001 | ")+maxLineLen || !strings.HasSuffix(lines[1], "after") {
 		t.Fatalf("got %d lines, first %d bytes", len(lines), len(lines[0]))
+	}
+}
+
+// External nodes' logs are not rcluster's: logs says so instead of
+// looking for files it never had.
+func TestLogsExternalSaysWhy(t *testing.T) {
+	s, err := spec.NewExternal("ext", t.TempDir(), []spec.Node{{Host: "127.0.0.1", Port: 7001}, {Host: "127.0.0.1", Port: 7002}, {Host: "127.0.0.1", Port: 7003}}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = (&Cluster{Spec: s}).Logs(context.Background(), io.Discard, LogOptions{})
+	if err == nil || !strings.Contains(err.Error(), "runtime external: rcluster keeps no logs") {
+		t.Fatalf("Logs of an external cluster = %v", err)
 	}
 }

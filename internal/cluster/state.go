@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/rcluster/rcluster/internal/provider"
 	"github.com/rcluster/rcluster/internal/spec"
 	"github.com/rcluster/rcluster/internal/statedir"
 )
@@ -12,19 +13,11 @@ import (
 // wantState is the saved state the spec describes (never a secret).
 func (c *Cluster) wantState() statedir.State {
 	s := c.Spec
-	st := statedir.State{Name: s.Name, Runtime: runtimeName(s), Host: s.Host, Ports: slices.Clone(s.Ports),
-		Nodes: s.Addrs(), Replicas: s.Replicas, Security: s.SecurityMode()}
-	if s.IsExternal() {
-		st.Host, st.Ports = "", nil
+	st := statedir.State{Name: s.Name, Runtime: s.RuntimeName(), Nodes: s.Addrs(), Replicas: s.Replicas, Security: s.SecurityMode()}
+	if len(s.Ports) > 0 { // nodes on one host (external specs list nodes instead)
+		st.Host, st.Ports = s.Host, slices.Clone(s.Ports)
 	}
 	return st
-}
-
-func runtimeName(s *spec.Spec) string {
-	if s.Runtime == "" {
-		return spec.RuntimeProcess
-	}
-	return s.Runtime
 }
 
 // readState returns the state dir's saved state (nil: none).
@@ -62,7 +55,7 @@ func (c *Cluster) claim(saved *statedir.State, dirMade, lockMade bool) (*statedi
 	if !statedir.Exists(statedir.Path(c.Spec.Dir)) {
 		made = append(made, statedir.StateFile)
 	}
-	if statedir.Claim(c.Spec.Dir, st, statedir.LayoutOf(c.Spec), made...) || saved == nil {
+	if statedir.Claim(c.Spec.Dir, st, provider.Layout(c.Spec), made...) || saved == nil {
 		if err := statedir.Write(c.Spec.Dir, st); err != nil {
 			return nil, err
 		}
@@ -100,17 +93,15 @@ func diffState(saved, want statedir.State) []string {
 	}
 	var d []string
 	switch {
-	case want.Runtime == spec.RuntimeExternal || saved.Runtime == spec.RuntimeExternal:
-		if !slices.Equal(saved.Nodes, want.Nodes) {
-			d = append(d, fmt.Sprintf("nodes were %s, now %s", strings.Join(saved.Nodes, " "), strings.Join(want.Nodes, " ")))
-		}
-	default:
+	case len(saved.Ports) > 0 && len(want.Ports) > 0: // both on one host: say it in the spec's words
 		if saved.Host != want.Host {
 			d = append(d, fmt.Sprintf("host was %s, now %s", saved.Host, want.Host))
 		}
 		if !slices.Equal(saved.Ports, want.Ports) {
 			d = append(d, fmt.Sprintf("ports were %v, now %v", saved.Ports, want.Ports))
 		}
+	case !slices.Equal(saved.Nodes, want.Nodes):
+		d = append(d, fmt.Sprintf("nodes were %s, now %s", strings.Join(saved.Nodes, " "), strings.Join(want.Nodes, " ")))
 	}
 	if saved.Replicas != want.Replicas {
 		d = append(d, fmt.Sprintf("replicas was %d, now %d", saved.Replicas, want.Replicas))

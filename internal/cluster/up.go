@@ -295,15 +295,12 @@ func (c *Cluster) healthy(ctx context.Context, prov provider.Provider, addrs []s
 // cluster's while nodes of the saved runtime still run, naming them: two
 // runtimes must never run one cluster's nodes at once.
 func (c *Cluster) checkRuntimeSwitch(ctx context.Context, saved *statedir.State) error {
-	want := runtimeName(c.Spec)
+	want := c.Spec.RuntimeName()
 	if saved.Runtime == want {
 		return nil
 	}
 	old := *c.Spec
 	old.Runtime = saved.Runtime
-	if saved.Runtime == spec.RuntimeExternal {
-		return nil // rcluster runs nothing there
-	}
 	prov, err := provider.For(ctx, &old, provider.Options{Conn: c.Conn, Log: c.log()})
 	if err != nil {
 		return fmt.Errorf("runtime was %s, now %s, and the %s runtime cannot be checked for running nodes: %w", saved.Runtime, want, saved.Runtime, err)

@@ -14,6 +14,7 @@ import (
 	"github.com/rcluster/rcluster/internal/redisconn"
 	"github.com/rcluster/rcluster/internal/slots"
 	"github.com/rcluster/rcluster/internal/spec"
+	"github.com/rcluster/rcluster/internal/statedir"
 )
 
 // NodeState is one node as its provider sees it.
@@ -161,6 +162,25 @@ func For(ctx context.Context, s *spec.Spec, o Options) (Provider, error) {
 		return &External{spec: s, o: o}, nil
 	}
 	return nil, fmt.Errorf("runtime %q: no such runtime (process, docker, external)", s.Runtime)
+}
+
+// Layout is what rcluster may create in s's state dir for its runtime
+// (statedir.Claim records it, statedir.Purge removes it): nodes rcluster
+// runs keep their configs, logs and data there; external nodes nothing.
+func Layout(s *spec.Spec) statedir.Layout {
+	if s.RuntimeName() == spec.RuntimeExternal {
+		return statedir.BaseLayout()
+	}
+	return statedir.NodeLayout(s)
+}
+
+// LogFile is where node n of s writes its log on this machine, or "" when
+// rcluster keeps no log of it (external nodes).
+func LogFile(s *spec.Spec, n spec.Node) string {
+	if s.RuntimeName() == spec.RuntimeExternal {
+		return ""
+	}
+	return s.LogFile(n.Port) // processes write it; containers have the log dir mounted
 }
 
 // PreflightError lists every reason nodes could not be started; nothing

@@ -39,6 +39,14 @@ func init() { knownKeys = append(knownKeys, runtimeKeys...) }
 // IsExternal reports whether rcluster did not start the spec's nodes.
 func (s *Spec) IsExternal() bool { return s.Runtime == RuntimeExternal }
 
+// RuntimeName is the spec's runtime, process when none is set.
+func (s *Spec) RuntimeName() string {
+	if s.Runtime == "" {
+		return RuntimeProcess
+	}
+	return s.Runtime
+}
+
 // IsDocker reports whether the spec's nodes run as containers.
 func (s *Spec) IsDocker() bool { return s.Runtime == RuntimeDocker }
 

@@ -173,15 +173,16 @@ func Claim(dir string, st *State, l Layout, made ...string) bool {
 	return changed
 }
 
-// LayoutOf is what rcluster may create in s's state dir for its runtime:
-// the state and lock files everywhere; for nodes it runs, the conf, run,
-// log and db dirs with each node's config, pidfile and log, the generated
-// TLS material, and each node's data dir as a tree.
-func LayoutOf(s *spec.Spec) Layout {
-	l := Layout{Paths: []string{StateFile, LockFile}}
-	if s.IsExternal() {
-		return l
-	}
+// BaseLayout is what rcluster creates in every state dir: the state and
+// lock files.
+func BaseLayout() Layout { return Layout{Paths: []string{StateFile, LockFile}} }
+
+// NodeLayout is BaseLayout plus what rcluster and the nodes it runs create
+// for s: the conf, run, log and db dirs with each node's config, pidfile
+// and log, the generated TLS material, and each node's data dir as a tree.
+// (Which layout a runtime uses is its provider's call: provider.Layout.)
+func NodeLayout(s *spec.Spec) Layout {
+	l := BaseLayout()
 	l.Paths = append(l.Paths, "conf", "run", "log", "db")
 	if s.TLS != nil && s.TLS.Generate {
 		l.Paths = append(l.Paths, "tls", "tls/"+spec.GeneratedCAFile, "tls/"+spec.GeneratedCertFile, "tls/"+spec.GeneratedKeyFile)

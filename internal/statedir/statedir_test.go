@@ -47,7 +47,7 @@ func TestPurgeKeepsFilesRclusterDidNotCreate(t *testing.T) {
 	s := testSpec(dir)
 
 	st := &State{Version: Version, Name: "t"}
-	Claim(dir, st, LayoutOf(s))
+	Claim(dir, st, NodeLayout(s))
 	if slices.Contains(st.Created, ".") || slices.Contains(st.Created, "log") {
 		t.Fatalf("claimed pre-existing paths: %v", st.Created)
 	}
@@ -56,7 +56,7 @@ func TestPurgeKeepsFilesRclusterDidNotCreate(t *testing.T) {
 	}
 	makeLayout(t, s)
 
-	res, err := Purge(dir, st, LayoutOf(s))
+	res, err := Purge(dir, st, NodeLayout(s))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,12 +79,12 @@ func TestPurgeRemovesDirItCreated(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "state")
 	s := testSpec(dir)
 	st := &State{Version: Version}
-	Claim(dir, st, LayoutOf(s), ".")
+	Claim(dir, st, NodeLayout(s), ".")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	makeLayout(t, s)
-	res, err := Purge(dir, st, LayoutOf(s))
+	res, err := Purge(dir, st, NodeLayout(s))
 	if err != nil || !res.DirRemoved || Exists(dir) {
 		t.Fatalf("Purge = %+v, %v; dir exists: %v", res, err, Exists(dir))
 	}
@@ -96,10 +96,10 @@ func TestPurgeKeepsDirHoldingLaterUserFile(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "state")
 	s := testSpec(dir)
 	st := &State{Version: Version}
-	Claim(dir, st, LayoutOf(s), ".")
+	Claim(dir, st, NodeLayout(s), ".")
 	makeLayout(t, s)
 	write(t, filepath.Join(dir, "conf", "my-notes.md"), "x")
-	res, err := Purge(dir, st, LayoutOf(s))
+	res, err := Purge(dir, st, NodeLayout(s))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func TestPurgeLegacyStateRemovesOnlyLayout(t *testing.T) {
 	if err != nil || !st.Legacy() || !st.Formed || st.Runtime != "process" {
 		t.Fatalf("Read = %+v, %v", st, err)
 	}
-	res, err := Purge(dir, st, LayoutOf(s))
+	res, err := Purge(dir, st, NodeLayout(s))
 	if err != nil || !Exists(filepath.Join(dir, "notes.txt")) || Exists(filepath.Join(dir, "db")) || res.DirRemoved {
 		t.Fatalf("Purge = %+v, %v", res, err)
 	}
@@ -135,7 +135,7 @@ func TestClaimUpgradesLegacyState(t *testing.T) {
 	write(t, Path(dir), `{"name":"t","host":"127.0.0.1","ports":[7001,7002,7003],"replicas":0}`)
 	write(t, filepath.Join(dir, "notes.txt"), "mine")
 	st, _ := Read(dir)
-	if !Claim(dir, st, LayoutOf(s)) || st.Legacy() {
+	if !Claim(dir, st, NodeLayout(s)) || st.Legacy() {
 		t.Fatalf("Claim did not upgrade: %+v", st)
 	}
 	if !slices.Contains(st.Trees, "db/redis_7001") || slices.Contains(st.Created, "notes.txt") {
