@@ -45,7 +45,7 @@ func TestProblems(t *testing.T) {
 		{"unknown key", "name: dev\nreplica: 1\n",
 			`cluster.yaml:2: unknown key "replica" (did you mean "replicas"?)`},
 		{"unknown key no suggestion", "colour: blue\n",
-			`cluster.yaml:1: unknown key "colour" (known keys: name, host, ports, replicas, dir, redis_server, template, config, auth, tls, runtime, image, nodes)`},
+			`cluster.yaml:1: unknown key "colour" (known keys: name, host, ports, replicas, dir, redis_server, template, config, auth, tls, runtime, image, nodes, network, subnet)`},
 		{"dash for underscore", "redis-server: /usr/bin/redis-server\n",
 			`cluster.yaml:1: unknown key "redis-server" (did you mean "redis_server"?)`},
 		{"duplicate key", "replicas: 0\nreplicas: 1\n",

@@ -2,8 +2,10 @@ package spec
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -15,8 +17,9 @@ const (
 	// RuntimeProcess runs each node as a local redis-server process (the
 	// default; an empty Spec.Runtime means the same).
 	RuntimeProcess = "process"
-	// RuntimeDocker runs each node as a container of Image with host
-	// networking, listening on host:port exactly like a process would.
+	// RuntimeDocker runs each node as a container of Image: with host
+	// networking (the default) listening on host:port exactly like a
+	// process would, with network: bridge on its own IP (see Network).
 	RuntimeDocker = "docker"
 	// RuntimeExternal uses nodes rcluster did not start, listed under
 	// nodes:. up forms the cluster on them; down leaves them running.
@@ -32,7 +35,7 @@ const DefaultImage = "redis:7"
 
 // runtimeKeys are the top-level keys of this file, added to knownKeys so
 // unknown-key messages suggest them.
-var runtimeKeys = []string{"runtime", "image", "nodes"}
+var runtimeKeys = []string{"runtime", "image", "nodes", "network", "subnet"}
 
 func init() { knownKeys = append(knownKeys, runtimeKeys...) }
 
@@ -62,6 +65,10 @@ func (p *parser) runtimeKey(key string, v *yaml.Node) bool {
 		p.str(key, v, &p.s.Image)
 	case "nodes":
 		p.nodes(v)
+	case "network":
+		p.str(key, v, &p.s.Network)
+	case "subnet":
+		p.str(key, v, &p.s.Subnet)
 	default:
 		return false
 	}
@@ -177,6 +184,7 @@ func (s *Spec) validateRuntime(skip map[string]bool) []Problem {
 			add(s.line("image"), "image: %q must be an image name such as %s", s.Image, DefaultImage)
 		}
 	}
+	ps = append(ps, s.validateNetwork(skip, rt)...)
 	if rt != RuntimeExternal {
 		if !skip["nodes"] && s.ExternalNodes != nil {
 			add(s.line("nodes"), "nodes: only used with runtime: external (runtime %s places nodes at host: and ports:)", rt)
@@ -315,4 +323,146 @@ func NewExternal(name, dir string, nodes []Node, replicas int) (*Spec, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// Networks of runtime: docker (key network:).
+const (
+	// NetworkHost runs every container with host networking: nodes bind
+	// host:port on the host itself (the default; empty means the same).
+	// No node can be cut off the others.
+	NetworkHost = "host"
+	// NetworkBridge puts the containers on a bridge network of the
+	// cluster's own, each node on its own fixed IP in Subnet, so one node
+	// can be disconnected from it (a partition). Host clients reach the
+	// container IPs directly on Linux only.
+	NetworkBridge = "bridge"
+)
+
+// Networks lists the valid network: values.
+var Networks = []string{NetworkHost, NetworkBridge}
+
+// BridgeHostOffset is where node addresses start in a bridge subnet: node
+// i (spec order) gets the subnet's address .10+i, clear of the gateway
+// (.1) and of any address Docker would hand out by itself.
+const BridgeHostOffset = 10
+
+// BridgePool is where BridgeSubnet derives a /24 when subnet: is not set:
+// private (RFC 1918), and outside Docker's default address pools
+// (172.17-172.31.0.0/16, 192.168.0.0/16), so it never overlaps a network
+// Docker numbered by itself; only another cluster's derived /24 (1 in 256)
+// or a subnet someone chose can, and the engine then refuses to create it.
+var BridgePool = netip.MustParsePrefix("172.16.0.0/16")
+
+// IsBridge reports whether the spec's nodes run as containers on a bridge
+// network of their own (runtime: docker, network: bridge).
+func (s *Spec) IsBridge() bool { return s.Runtime == RuntimeDocker && s.Network == NetworkBridge }
+
+// BridgeSubnet is network: bridge's subnet: subnet: when set, else the
+// /24 of BridgePool chosen by the first byte of sha256(Dir), so a cluster
+// keeps its addresses across runs and clusters in different state dirs
+// usually get different ones. It is invalid (IsValid false) when subnet:
+// does not parse (Validate reports that).
+func (s *Spec) BridgeSubnet() netip.Prefix {
+	if s.Subnet != "" {
+		p, err := netip.ParsePrefix(s.Subnet)
+		if err != nil {
+			return netip.Prefix{}
+		}
+		return p
+	}
+	h := sha256.Sum256([]byte(s.Dir))
+	b := BridgePool.Addr().As4()
+	b[2] = h[0]
+	return netip.PrefixFrom(netip.AddrFrom4(b), 24)
+}
+
+// BridgeGateway is the bridge subnet's first address, the host's side of
+// the network.
+func (s *Spec) BridgeGateway() netip.Addr { return s.BridgeSubnet().Masked().Addr().Next() }
+
+// bridgeNodes are the nodes of network: bridge: port i on the subnet's
+// address .BridgeHostOffset+i.
+func (s *Spec) bridgeNodes() []Node {
+	a := s.BridgeSubnet().Masked().Addr() // the zero Addr when invalid
+	for range BridgeHostOffset {
+		a = a.Next()
+	}
+	out := make([]Node, len(s.Ports))
+	for i, p := range s.Ports {
+		out[i] = Node{Host: a.String(), Port: p}
+		a = a.Next()
+	}
+	return out
+}
+
+// bridgeOwned are the directives network: bridge sets on every node, with
+// the reason config: may not set them.
+var bridgeOwned = map[string]string{
+	"cluster-announce-ip": "rcluster announces each node's container IP",
+	"protected-mode":      "rcluster turns it off without auth: (clients come from the bridge's gateway, not loopback)",
+}
+
+// validateNetwork checks network: and subnet:, and the keys that mean
+// nothing with network: bridge.
+func (s *Spec) validateNetwork(skip map[string]bool, rt string) []Problem {
+	var ps []Problem
+	add := func(line int, format string, args ...any) {
+		ps = append(ps, Problem{File: s.Path, Line: line, Msg: fmt.Sprintf(format, args...)})
+	}
+	if !skip["network"] && s.Network != "" {
+		switch {
+		case rt != RuntimeDocker:
+			add(s.line("network"), "network: only used with runtime: docker (runtime is %s)", rt)
+		case s.Network != NetworkHost && s.Network != NetworkBridge:
+			add(s.line("network"), "network: %q is not one of %s", s.Network, strings.Join(Networks, ", "))
+		}
+	}
+	if !skip["subnet"] && !skip["network"] && s.Subnet != "" && !s.IsBridge() {
+		add(s.line("subnet"), "subnet: only used with network: bridge")
+	}
+	if !s.IsBridge() {
+		return ps
+	}
+	if !skip["subnet"] && s.Subnet != "" {
+		if msg := s.checkSubnet(); msg != "" {
+			add(s.line("subnet"), "subnet: %s", msg)
+		}
+	}
+	if _, set := s.lines["host"]; set && !skip["host"] {
+		add(s.line("host"), "host: not used with network: bridge (each node gets its own IP in the subnet, from .%d up; remove host:)", BridgeHostOffset)
+	}
+	if !skip["config"] {
+		for _, d := range s.Config {
+			if why, owned := bridgeOwned[strings.ToLower(d.Key)]; owned {
+				add(s.line(configKey(d.Key), "config"), "config: %q cannot be set with network: bridge: %s", d.Key, why)
+			}
+		}
+	}
+	if !skip["tls"] && s.TLS != nil && s.TLS.Generate {
+		add(s.line("tls"), "tls: generate is not supported with network: bridge yet (the generated certificate names host:, not the nodes' container IPs); give your own certificate valid for them, or use network: host")
+	}
+	return ps
+}
+
+// checkSubnet returns why subnet: is not a private IPv4 network with room
+// for every node, or "".
+func (s *Spec) checkSubnet() string {
+	p, err := netip.ParsePrefix(s.Subnet)
+	switch {
+	case err != nil:
+		return fmt.Sprintf("%q is not an IPv4 network such as 172.30.7.0/24", s.Subnet)
+	case !p.Addr().Is4():
+		return fmt.Sprintf("%q is not IPv4 (the bridge network is IPv4 only)", s.Subnet)
+	case p.Masked() != p:
+		return fmt.Sprintf("%q has host bits set; write %s", s.Subnet, p.Masked())
+	case !p.Addr().IsPrivate():
+		return fmt.Sprintf("%s is not a private network (use one inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16)", p)
+	}
+	// Node addresses run from .BridgeHostOffset and must stay below the
+	// broadcast address.
+	room := max(1<<(32-p.Bits())-1-BridgeHostOffset, 0)
+	if n := len(s.Ports); n > room {
+		return fmt.Sprintf("%s has room for %d nodes (addresses from .%d up), the spec has %d; use a larger subnet", p, room, BridgeHostOffset, n)
+	}
+	return ""
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -157,5 +159,94 @@ func TestNewExternal(t *testing.T) {
 	if _, err := NewExternal("create", "/tmp/x", nodes, 1); err == nil ||
 		!strings.Contains(err.Error(), "give 1 master; Redis Cluster needs at least 3") {
 		t.Errorf("3 nodes with replicas 1: err = %v", err)
+	}
+}
+
+func TestNetworkProblems(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"network without docker", "network: bridge\n",
+			[]string{`cluster.yaml:1: network: only used with runtime: docker (runtime is process)`}},
+		{"unknown network", "runtime: docker\nnetwork: overlay\n",
+			[]string{`cluster.yaml:2: network: "overlay" is not one of host, bridge`}},
+		{"network typo key", "runtime: docker\nnetwrok: bridge\n",
+			[]string{`cluster.yaml:2: unknown key "netwrok" (did you mean "network"?)`}},
+		{"network not a string", "runtime: docker\nnetwork: [bridge]\n",
+			[]string{`cluster.yaml:2: network: expected a string, got a list`}},
+		{"subnet without bridge", "runtime: docker\nsubnet: 172.30.7.0/24\n",
+			[]string{`cluster.yaml:2: subnet: only used with network: bridge`}},
+		{"subnet with host network", "runtime: docker\nnetwork: host\nsubnet: 172.30.7.0/24\n",
+			[]string{`cluster.yaml:3: subnet: only used with network: bridge`}},
+		{"every problem at once", "runtime: docker\nnetwork: bridge\nhost: 127.0.0.1\nsubnet: 172.30.7.1/24\nconfig:\n  cluster-announce-ip: 10.0.0.1\n  Protected-Mode: \"yes\"\ntls: {generate: true}\n",
+			[]string{
+				`cluster.yaml:3: host: not used with network: bridge (each node gets its own IP in the subnet, from .10 up; remove host:)`,
+				`cluster.yaml:4: subnet: "172.30.7.1/24" has host bits set; write 172.30.7.0/24`,
+				`cluster.yaml:6: config: "cluster-announce-ip" cannot be set with network: bridge: rcluster announces each node's container IP`,
+				`cluster.yaml:7: config: "Protected-Mode" cannot be set with network: bridge: rcluster turns it off without auth: (clients come from the bridge's gateway, not loopback)`,
+				`cluster.yaml:8: tls: generate is not supported with network: bridge yet (the generated certificate names host:, not the nodes' container IPs); give your own certificate valid for them, or use network: host`,
+			}},
+		{"subnet not a network", "runtime: docker\nnetwork: bridge\nsubnet: 172.30.7.0\n",
+			[]string{`cluster.yaml:3: subnet: "172.30.7.0" is not an IPv4 network such as 172.30.7.0/24`}},
+		{"subnet IPv6", "runtime: docker\nnetwork: bridge\nsubnet: fd00::/64\n",
+			[]string{`cluster.yaml:3: subnet: "fd00::/64" is not IPv4 (the bridge network is IPv4 only)`}},
+		{"subnet public", "runtime: docker\nnetwork: bridge\nsubnet: 8.8.8.0/24\n",
+			[]string{`cluster.yaml:3: subnet: 8.8.8.0/24 is not a private network (use one inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16)`}},
+		{"subnet too small", "runtime: docker\nnetwork: bridge\nsubnet: 10.1.2.0/28\nports: 7001-7006\n",
+			[]string{`cluster.yaml:3: subnet: 10.1.2.0/28 has room for 5 nodes (addresses from .10 up), the spec has 6; use a larger subnet`}},
+		{"subnet far too small", "runtime: docker\nnetwork: bridge\nsubnet: 10.1.2.0/30\n",
+			[]string{`cluster.yaml:3: subnet: 10.1.2.0/30 has room for 0 nodes (addresses from .10 up), the spec has 3; use a larger subnet`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := parseErr(t, tt.yaml)
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("problems:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), strings.Join(tt.want, "\n  "))
+			}
+		})
+	}
+}
+
+func TestBridgeSpec(t *testing.T) {
+	// Host networking (the default, or said) keeps the spec's host.
+	for _, y := range []string{"runtime: docker\n", "runtime: docker\nnetwork: host\n"} {
+		s := mustParse(t, y+"ports: 7001-7003\n", "/srv/a/cluster.yaml")
+		if s.IsBridge() || s.Addrs()[0] != "127.0.0.1:7001" {
+			t.Errorf("%q: bridge %v, Addrs %v", y, s.IsBridge(), s.Addrs())
+		}
+	}
+
+	s := mustParse(t, "runtime: docker\nnetwork: bridge\nsubnet: 172.30.7.0/24\nports: 7001-7006\nreplicas: 1\n", "/srv/a/cluster.yaml")
+	want := []string{"172.30.7.10:7001", "172.30.7.11:7002", "172.30.7.12:7003", "172.30.7.13:7004", "172.30.7.14:7005", "172.30.7.15:7006"}
+	if got := s.Addrs(); !s.IsBridge() || !reflect.DeepEqual(got, want) {
+		t.Errorf("bridge %v, Addrs() = %v, want %v", s.IsBridge(), got, want)
+	}
+	if gw := s.BridgeGateway().String(); gw != "172.30.7.1" {
+		t.Errorf("gateway %s", gw)
+	}
+	// A /24 holds 245 nodes: .10 to .254.
+	if _, err := Parse([]byte("runtime: docker\nnetwork: bridge\nsubnet: 10.9.0.0/24\nports: 7001-7245\n"), "c.yaml"); err != nil {
+		t.Errorf("245 nodes in a /24: %v", err)
+	}
+
+	// Without subnet: a /24 of BridgePool, from the state dir, stable.
+	a := mustParse(t, "runtime: docker\nnetwork: bridge\n", "/srv/a/cluster.yaml")
+	again := mustParse(t, "runtime: docker\nnetwork: bridge\n", "/srv/a/cluster.yaml")
+	sub := a.BridgeSubnet()
+	if sub.Bits() != 24 || !BridgePool.Contains(sub.Addr()) || sub != sub.Masked() || again.BridgeSubnet() != sub {
+		t.Fatalf("derived subnet %s (again %s), want a stable /24 inside %s", sub, again.BridgeSubnet(), BridgePool)
+	}
+	b := sub.Addr().As4()
+	if ip, want := a.Nodes()[0].Host, netip.AddrFrom4([4]byte{b[0], b[1], b[2], 10}).String(); ip != want {
+		t.Errorf("node 0 at %s in %s, want %s", ip, sub, want)
+	}
+	seen := map[string]bool{}
+	for i := range 20 {
+		d := mustParse(t, "runtime: docker\nnetwork: bridge\ndir: d"+strconv.Itoa(i)+"\n", "/srv/cluster.yaml")
+		seen[d.BridgeSubnet().String()] = true
+	}
+	if len(seen) < 10 {
+		t.Errorf("20 state dirs share %d subnets: %v", len(seen), seen)
 	}
 }

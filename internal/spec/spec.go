@@ -50,6 +50,13 @@ type Spec struct {
 	Image string `yaml:"image"`
 	// ExternalNodes are the nodes of runtime: external (key nodes:).
 	ExternalNodes []Node `yaml:"nodes"`
+	// Network is runtime docker's networking: host (the default; empty
+	// means the same) or bridge, a network of the cluster's own where each
+	// node has its own IP (see runtime.go).
+	Network string `yaml:"network"`
+	// Subnet is network: bridge's IPv4 subnet ("172.30.7.0/24"); empty
+	// means one derived from Dir (see BridgeSubnet).
+	Subnet string `yaml:"subnet"`
 
 	// Path is the file the spec was loaded from; empty for the built-in default.
 	Path string `yaml:"-"`
@@ -123,6 +130,9 @@ func (n Node) String() string { return n.Addr() }
 func (s *Spec) Nodes() []Node {
 	if s.Runtime == RuntimeExternal {
 		return append([]Node(nil), s.ExternalNodes...)
+	}
+	if s.IsBridge() {
+		return s.bridgeNodes()
 	}
 	out := make([]Node, len(s.Ports))
 	for i, p := range s.Ports {
