@@ -31,27 +31,47 @@ func ContainerLogFile(port int) string {
 	return fmt.Sprintf("%s/redis_%d.log", ContainerLogDir, port)
 }
 
-// containerOverrides are the directives that differ for a node run in a
+// containerOverrides are the directives that differ for node n run in a
 // container: it runs in the foreground (it is the container's process) and
 // its paths are the container's.
-func containerOverrides(port int) spec.Config {
-	return spec.Config{
+//
+// With network: bridge the node has a network namespace of its own: it
+// binds every address in it (so it keeps listening while its container is
+// disconnected, and answers on loopback inside the container) and
+// announces its container IP, the address the other nodes and the host
+// reach it at. Without a password protected mode is off: it would refuse
+// every client that is not loopback inside the container, which is every
+// client (the host connects from the bridge's gateway, replicas from their
+// own IPs). The network is the cluster's own, internal, and publishes no
+// port, so only this host and the cluster's containers reach the nodes,
+// as with 127.0.0.1 under host networking. With auth: the password guards
+// the nodes and protected mode stays on.
+func containerOverrides(s *spec.Spec, n spec.Node) spec.Config {
+	c := spec.Config{
 		{Key: "daemonize", Value: "no"},
 		{Key: "pidfile", Value: Quote(ContainerPidFile)},
-		{Key: "logfile", Value: Quote(ContainerLogFile(port))},
+		{Key: "logfile", Value: Quote(ContainerLogFile(n.Port))},
 		{Key: "dir", Value: Quote(ContainerDataDir)},
 	}
+	if s.IsBridge() {
+		c = append(c, spec.Directive{Key: "bind", Value: "0.0.0.0"}, spec.Directive{Key: "cluster-announce-ip", Value: n.Host})
+		if s.Auth == nil || s.Auth.Password.IsZero() {
+			c = append(c, spec.Directive{Key: "protected-mode", Value: "no"})
+		}
+	}
+	return c
 }
 
 // RenderContainer returns the redis.conf of node n for running it in a
 // container: the same config Render produces (template, spec directives),
-// with daemonize no and the paths of the container's mounts.
+// with daemonize no and the paths of the container's mounts, and with
+// network: bridge the node's own network settings (containerOverrides).
 func RenderContainer(s *spec.Spec, n spec.Node) ([]byte, error) {
 	b, err := Render(s, n)
 	if err != nil {
 		return nil, err
 	}
-	return applyDirectives(b, containerOverrides(n.Port), "# Set for running in a container:"), nil
+	return applyDirectives(b, containerOverrides(s, n), "# Set for running in a container:"), nil
 }
 
 // WriteContainer is Write for runtime: docker: it creates the same layout

@@ -102,3 +102,45 @@ func TestWriteContainer(t *testing.T) {
 		t.Errorf("ContainerConfFile = %s", ContainerConfFile(7101))
 	}
 }
+
+// TestRenderContainerBridge: with network: bridge a node binds every
+// address of its own network namespace, announces its container IP, and
+// runs without protected mode unless a password guards it.
+func TestRenderContainerBridge(t *testing.T) {
+	s := parse(t, "runtime: docker\nnetwork: bridge\nsubnet: 172.30.7.0/24\nports: 7101-7103\n", "/srv/specs/cluster.yaml")
+	n := s.Nodes()[1]
+	if n.Host != "172.30.7.11" {
+		t.Fatalf("node 1 at %s, want 172.30.7.11", n.Host)
+	}
+	b, err := RenderContainer(s, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := directives(t, b)
+	want := map[string]string{"bind": "0.0.0.0", "cluster-announce-ip": "172.30.7.11", "protected-mode": "no", "port": "7102", "daemonize": "no", "dir": "/data"}
+	for k, v := range want {
+		if c[k] != v {
+			t.Errorf("bridge config: %s = %q, want %q", k, c[k], v)
+		}
+	}
+
+	s = parse(t, "runtime: docker\nnetwork: bridge\nsubnet: 172.30.7.0/24\nports: 7101-7103\nauth: {password: s3cret}\n", "/srv/specs/cluster.yaml")
+	b, err = RenderContainer(s, s.Nodes()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := directives(t, b); c["protected-mode"] != "yes" || c["requirepass"] == "" || c["cluster-announce-ip"] != "172.30.7.10" {
+		t.Errorf("bridge config with a password: protected-mode %q requirepass %q announce %q; want protected mode kept on",
+			c["protected-mode"], c["requirepass"], c["cluster-announce-ip"])
+	}
+
+	// Host networking: nothing of the above.
+	s = parse(t, "runtime: docker\nports: 7101-7103\n", "/srv/specs/cluster.yaml")
+	b, err = RenderContainer(s, s.Nodes()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := directives(t, b); c["bind"] != "127.0.0.1" || c["protected-mode"] != "yes" || c["cluster-announce-ip"] != "" {
+		t.Errorf("host-network config: bind %q protected-mode %q announce %q", c["bind"], c["protected-mode"], c["cluster-announce-ip"])
+	}
+}
