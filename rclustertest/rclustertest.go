@@ -88,6 +88,7 @@ type Cluster struct {
 	spec  *spec.Spec
 	addrs []string
 	conn  redisconn.Options
+	cl    *cluster.Cluster
 }
 
 // Start brings up a cluster for t and registers its shutdown with
@@ -151,7 +152,8 @@ func Start(t testing.TB, opts ...Option) *Cluster {
 	if conn, err = s.ConnOptions(); err != nil {
 		t.Fatalf("rclustertest: client settings: %v", err)
 	}
-	return &Cluster{t: t, spec: s, addrs: s.Addrs(), conn: conn}
+	cl.Conn = conn
+	return &Cluster{t: t, spec: s, addrs: s.Addrs(), conn: conn, cl: cl}
 }
 
 // Addrs returns every node's host:port (masters first).

@@ -200,12 +200,17 @@ func (c *Cluster) fillStatus(ctx context.Context, ns *NodeStatus) []topology.Nod
 // Problems says, one entry per node, what keeps the nodes from being a
 // healthy cluster, by the one definition up's readiness and verify share
 // (health.Judge over what each node answered), after what only the
-// runtime knows: a node not running, paused, or not proven to be ours.
-// None means healthy.
+// runtime knows: a node not running, paused, or not proven to be ours
+// (whose peers seeing it fail or unlinked is then no news). None means
+// healthy.
 func Problems(sts []NodeStatus) []string {
 	reasons := make(map[string][]string, len(sts))
 	var answers []health.Answer
+	down := map[string]bool{} // the runtime says so: peers seeing it fail add nothing
 	for _, s := range sts {
+		if s.Unproven || !s.Running || s.Paused {
+			down[s.Addr] = true
+		}
 		switch {
 		case s.Unproven:
 			reasons[s.Addr] = []string{"not proven to be this cluster's node (" + s.Detail + ")"}
@@ -223,8 +228,11 @@ func Problems(sts []NodeStatus) []string {
 			answers = append(answers, *s.answer)
 		}
 	}
-	for _, p := range health.Judge(answers, len(sts)) {
-		reasons[p.Addr] = append(reasons[p.Addr], p.Reasons...)
+	for _, f := range health.Assess(answers, len(sts)) {
+		if (f.Criterion == health.Flags || f.Criterion == health.BusLinks) && down[f.Peer] {
+			continue
+		}
+		reasons[f.Addr] = append(reasons[f.Addr], f.Reason)
 	}
 	var out []string
 	for _, s := range sts {

@@ -1,0 +1,264 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/rcluster/rcluster/internal/failover"
+	"github.com/rcluster/rcluster/internal/poll"
+	"github.com/rcluster/rcluster/internal/slots"
+	"github.com/rcluster/rcluster/internal/spec"
+	"github.com/rcluster/rcluster/internal/topology"
+)
+
+// ResetOptions tune Reset.
+type ResetOptions struct {
+	// KeepData keeps the keys (default: every master is flushed).
+	KeepData bool
+	// Timeout bounds the whole reset (default DefaultOpTimeout).
+	Timeout time.Duration
+}
+
+// ResetResult says what Reset had to do.
+type ResetResult struct {
+	// Started and Resumed are nodes brought back; FailedBack the masters
+	// of the spec made masters again; Replicated the replicas moved back to
+	// their planned master.
+	Started    []string `json:"started,omitempty"`
+	Resumed    []string `json:"resumed,omitempty"`
+	FailedBack []string `json:"failed_back,omitempty"`
+	Replicated []string `json:"replicated,omitempty"`
+	// Flushed is the number of masters flushed.
+	Flushed int           `json:"flushed"`
+	Took    time.Duration `json:"took_ns"`
+}
+
+// Reset brings a running cluster back to the state right after its first
+// up, far cheaper than a new cluster: every stopped, killed or paused node
+// running again, the spec's masters masters again (failing back with
+// graceful failovers, no acknowledged write lost), every replica following
+// its planned master, the planned slot split, and (unless o.KeepData) no
+// keys. It returns when every node agrees the cluster is healthy and in
+// that shape.
+func (c *Cluster) Reset(ctx context.Context, o ResetOptions) (*ResetResult, error) {
+	start := time.Now()
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultOpTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	if err := c.ensureConn(); err != nil {
+		return nil, err
+	}
+	s := c.Spec
+	plan, err := slots.NewPlan(s.Nodes(), s.Replicas)
+	if err != nil {
+		return nil, err
+	}
+	prov, err := c.provider(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer prov.Close()
+	res := &ResetResult{}
+
+	// 1. Every node running and answering, masters first.
+	states, err := prov.Inspect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var stopped []spec.Node
+	var resumeErrs []error
+	for _, st := range states {
+		switch {
+		case st.Unproven:
+			return nil, fmt.Errorf("node %s: %s; reset does not touch it", st.Node.Addr(), st.Detail)
+		case !st.Running:
+			stopped = append(stopped, st.Node)
+		case st.Paused:
+			if err := prov.Resume(ctx, st.Node); err != nil {
+				resumeErrs = append(resumeErrs, err)
+			}
+			res.Resumed = append(res.Resumed, st.Node.Addr())
+		}
+	}
+	if err := errors.Join(resumeErrs...); err != nil {
+		return nil, err
+	}
+	for _, wave := range mastersFirst(s, stopped) {
+		errs := make([]error, len(wave))
+		var wg sync.WaitGroup
+		for i, n := range wave {
+			wg.Go(func() { errs[i] = prov.StartNode(ctx, n) })
+			res.Started = append(res.Started, n.Addr())
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return nil, err
+		}
+	}
+	if len(res.Started)+len(res.Resumed) > 0 {
+		if err := slots.WaitReady(ctx, s.Addrs(), len(s.Addrs()), c.Conn); err != nil {
+			return nil, fmt.Errorf("reset: nodes back, but the cluster did not become healthy: %w", err)
+		}
+	}
+
+	// 2. The planned roles: fail back, then re-point replicas.
+	view, err := c.liveView(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, sh := range plan.Shards {
+		me, ok := byAddr(view, sh.Master.Addr())
+		if !ok {
+			return nil, fmt.Errorf("reset: node %s is not in the cluster's view", sh.Master.Addr())
+		}
+		if me.IsMaster() {
+			continue
+		}
+		// Sequential: concurrent elections compete for the same votes.
+		if _, err := failover.Failover(ctx, s.Addrs(), c.Conn, failover.ByNode(sh.Master.Addr()), failover.Options{}); err != nil {
+			return nil, fmt.Errorf("reset: fail back to %s: %w", sh.Master.Addr(), err)
+		}
+		res.FailedBack = append(res.FailedBack, sh.Master.Addr())
+	}
+	if len(res.FailedBack) > 0 {
+		if view, err = c.liveView(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.replicateAsPlanned(ctx, plan, view, res); err != nil {
+		return nil, err
+	}
+	if err := checkSlotSplit(plan, view); err != nil {
+		return nil, err
+	}
+
+	// 3. No keys.
+	if !o.KeepData {
+		if err := c.flushMasters(ctx, plan); err != nil {
+			return nil, err
+		}
+		res.Flushed = len(plan.Shards)
+	}
+
+	// 4. Every node agrees on the planned shape.
+	if _, err := failover.WaitConverged(ctx, s.Addrs(), c.Conn, plannedWant(plan, view)); err != nil {
+		return nil, fmt.Errorf("reset: %w", err)
+	}
+	if !o.KeepData {
+		if err := c.waitEmpty(ctx); err != nil {
+			return nil, err
+		}
+	}
+	res.Took = time.Since(start)
+	return res, nil
+}
+
+// replicateAsPlanned points every replica whose master is not its planned
+// one at the planned master (replica migration can move replicas between
+// shards while a master is down).
+func (c *Cluster) replicateAsPlanned(ctx context.Context, plan *slots.Plan, view []topology.Node, res *ResetResult) error {
+	for _, sh := range plan.Shards {
+		m, ok := byAddr(view, sh.Master.Addr())
+		if !ok {
+			return fmt.Errorf("reset: node %s is not in the cluster's view", sh.Master.Addr())
+		}
+		for _, r := range sh.Replicas {
+			rv, ok := byAddr(view, r.Addr())
+			if !ok {
+				return fmt.Errorf("reset: node %s is not in the cluster's view", r.Addr())
+			}
+			if rv.IsReplica() && rv.MasterID == m.ID {
+				continue
+			}
+			cl := c.Conn.Node(r.Addr())
+			err := cl.ClusterReplicate(ctx, m.ID).Err()
+			cl.Close()
+			if err != nil {
+				return fmt.Errorf("reset: node %s: CLUSTER REPLICATE %s: %w", r.Addr(), m.Addr, err)
+			}
+			res.Replicated = append(res.Replicated, r.Addr())
+		}
+	}
+	return nil
+}
+
+// checkSlotSplit refuses a cluster whose masters no longer own the planned
+// slots (slots moved by hand): reset does not move slots.
+func checkSlotSplit(plan *slots.Plan, view []topology.Node) error {
+	for _, sh := range plan.Shards {
+		m, _ := byAddr(view, sh.Master.Addr())
+		got := topology.MergeRanges(m.Slots)
+		if len(got) != 1 || got[0] != sh.Slots {
+			return fmt.Errorf("reset: master %s owns slots %s, the plan says %d-%d; slots moved by hand are not moved back by reset",
+				sh.Master.Addr(), topology.FormatRanges(got), sh.Slots.Start, sh.Slots.End)
+		}
+	}
+	return nil
+}
+
+// flushMasters empties every master (FLUSHALL SYNC; replicas follow
+// through replication, which plannedWant waits for).
+func (c *Cluster) flushMasters(ctx context.Context, plan *slots.Plan) error {
+	errs := make([]error, len(plan.Shards))
+	var wg sync.WaitGroup
+	for i, sh := range plan.Shards {
+		wg.Go(func() {
+			cl := c.Conn.Node(sh.Master.Addr())
+			defer cl.Close()
+			if err := cl.Do(ctx, "FLUSHALL", "SYNC").Err(); err != nil {
+				errs[i] = fmt.Errorf("reset: node %s: FLUSHALL: %w", sh.Master.Addr(), err)
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// waitEmpty waits until no node holds a key (replicas apply the masters'
+// FLUSHALL through replication).
+func (c *Cluster) waitEmpty(ctx context.Context) error {
+	addrs := c.Spec.Addrs()
+	b := poll.Backoff{Min: 2 * time.Millisecond, Max: 50 * time.Millisecond}
+	for {
+		var full []string
+		for _, a := range addrs {
+			cl := c.Conn.Node(a)
+			n, err := cl.DBSize(ctx).Result()
+			cl.Close()
+			if err != nil || n > 0 {
+				full = append(full, fmt.Sprintf("%s (%d keys, %v)", a, n, err))
+			}
+		}
+		if len(full) == 0 {
+			return nil
+		}
+		if err := b.Wait(ctx); err != nil {
+			return fmt.Errorf("reset: keys left after FLUSHALL on %v: %w", full, err)
+		}
+	}
+}
+
+// plannedWant is the planned shape, as the convergence check wants it:
+// each planned master owning exactly its slots with its planned replicas
+// linked, and accepting a write.
+func plannedWant(plan *slots.Plan, view []topology.Node) failover.Want {
+	id := func(n spec.Node) string {
+		v, _ := byAddr(view, n.Addr())
+		return v.ID
+	}
+	var w failover.Want
+	for _, sh := range plan.Shards {
+		fs := failover.Shard{Master: id(sh.Master), Slots: []topology.SlotRange{sh.Slots}}
+		for _, r := range sh.Replicas {
+			fs.Replicas = append(fs.Replicas, id(r))
+		}
+		w.Shards = append(w.Shards, fs)
+	}
+	w.Probe = true
+	return w
+}
