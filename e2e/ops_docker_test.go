@@ -1,0 +1,56 @@
+package e2e
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// TestDockerNodeOpsAndFailover: the same commands on runtime docker, where
+// kill, pause and start act on the nodes' containers: kill
+// --wait-failover, start, pause, resume, failover and reset each return
+// with every node agreeing, and redis-cli --cluster check passing from the
+// host.
+func TestDockerNodeOpsAndFailover(t *testing.T) {
+	dir, ports, _ := dockerSpec(t, 6, 1, fastFailover)
+	mustRun(t, dir, "up")
+	all := addrsOf(ports)
+
+	mustRun(t, dir, "node", "kill", strconv.Itoa(ports[0]), "--wait-failover")
+	v := agreeNow(t, without(all, all[0]))
+	if !strings.Contains(flagsOf(v, all[0]), "fail") {
+		t.Errorf("killed container's node %s: flags %q", all[0], flagsOf(v, all[0]))
+	}
+	if st := status(t, dir)[ports[0]]; st.Running {
+		t.Errorf("status after docker kill: %s still running", all[0])
+	}
+	mustRun(t, dir, "node", "start", strconv.Itoa(ports[0]))
+	if roleOf(t, agreeNow(t, all), all[0]) != "replica" {
+		t.Errorf("restarted container %s did not rejoin as a replica", all[0])
+	}
+	clusterCheck(t, ports[1])
+
+	mustRun(t, dir, "node", "pause", strconv.Itoa(ports[4]))
+	if r := rcluster(t, dir, "status"); r.code != 1 || !strings.Contains(r.stderr, all[4]+" paused") {
+		t.Errorf("status with a paused container: exit %d:\n%s", r.code, r.stderr)
+	}
+	mustRun(t, dir, "node", "resume", strconv.Itoa(ports[4]))
+	agreeNow(t, all)
+
+	mustRun(t, dir, "failover", strconv.Itoa(ports[1]))
+	if roleOf(t, agreeNow(t, all), all[1]) != "replica" {
+		t.Errorf("after failover %s is still a master", all[1])
+	}
+	mustRun(t, dir, "reset")
+	v = agreeNow(t, all)
+	for i, a := range all[:3] {
+		if roleOf(t, v, a) != "master" {
+			t.Errorf("after reset planned master %d (%s) is a replica", i, a)
+		}
+	}
+	clusterCheck(t, ports[0])
+
+	if r := rcluster(t, dir, "node", "kill", "127.0.0.1:1"); r.code != 2 {
+		t.Errorf("unknown node on docker: exit %d, want 2", r.code)
+	}
+}
