@@ -27,7 +27,9 @@ func TestWatchSeesAutomaticFailover(t *testing.T) {
 	got := make(chan Event, 256)
 	done := make(chan error, 1)
 	// Seeded with one node: the watcher finds the others.
-	go func() { done <- Watch(wctx, []string{nodes[1].Addr}, conn, 50*time.Millisecond, func(e Event) { got <- e }) }()
+	go func() {
+		done <- Watch(wctx, []string{nodes[1].Addr}, conn, 50*time.Millisecond, func(e Event) { got <- e })
+	}()
 
 	var evs []Event
 	wait := func(what string, match func(Event) bool) {
