@@ -3,10 +3,13 @@
 // never the docker CLI.
 //
 // Each node is one container of the spec's image, named
-// rcluster-<name>-<dirhash>-<port>, with host networking: redis-server binds
-// the spec's host and port on the host itself, exactly as a process would,
-// so the address every node announces (and every MOVED redirect) is
-// <host>:<port>, reachable from the host. The container runs the same
+// rcluster-<name>-<dirhash>-<port>. By default it runs with host
+// networking: redis-server binds the spec's host and port on the host
+// itself, exactly as a process would, so the address every node announces
+// (and every MOVED redirect) is <host>:<port>, reachable from the host.
+// With network: bridge (network.go) the containers are on a network of the
+// cluster's own instead, each node on its own IP, so that one node can be
+// cut off the others. The container runs the same
 // redis.conf confgen renders for processes, with daemonize no and container
 // paths (confgen.RenderContainer); the host directories are mounted:
 //
@@ -33,8 +36,9 @@
 // Every request to the engine has its own deadline (Options.CallTimeout), so
 // a hung engine fails an operation, naming the container and the request,
 // instead of hanging rcluster. Besides whole-cluster Start and Stop, single
-// nodes can be killed, stopped, started, paused and unpaused (node.go).
-// Host networking leaves no Docker network to cut a node off from, so
+// nodes can be killed, stopped, started, paused and unpaused (node.go),
+// and with network: bridge partitioned and healed (network.go). Host
+// networking leaves no Docker network to cut a node off from, so there
 // Partition and Heal fail with ErrPartitionUnsupported.
 package dockerrt
 
@@ -56,6 +60,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 	"github.com/redis/go-redis/v9"
 
@@ -119,6 +124,9 @@ type Runtime struct {
 	Spec *spec.Spec
 	o    Options
 	cli  *client.Client
+	// netMu serializes creating and removing the cluster's network
+	// (network: bridge), which nodes started one by one share.
+	netMu sync.Mutex
 }
 
 // New connects to the Docker engine (DOCKER_HOST and friends, else the
@@ -170,6 +178,9 @@ type NodeState struct {
 	Running   bool
 	// Paused: the container runs but is frozen (docker pause, see Pause).
 	Paused bool
+	// Partitioned: the container runs but is cut off the cluster's
+	// network (network: bridge, see Partition).
+	Partitioned bool
 	// Responding is true when the node answered PING at its address.
 	Responding bool
 	Pid        int // the container's main process, as the host sees it
@@ -283,6 +294,10 @@ func (r *Runtime) inspectOne(ctx context.Context, id string, ns *NodeState) {
 		ns.Paused, ns.Detail = true, "container "+ns.Container+" is paused"
 		return
 	}
+	if r.cutOff(c) {
+		ns.Partitioned, ns.Detail = true, fmt.Sprintf("container %s is cut off network %s (partitioned; heal reconnects it)", ns.Container, NetworkName(r.Spec))
+		return
+	}
 	if err := ping(ctx, ns.Node, r.o.Conn); err != nil {
 		ns.Detail = "not responding: " + err.Error()
 		return
@@ -350,6 +365,15 @@ func (r *Runtime) WriteConfigs() error {
 
 // checkFree fails when something on the host already listens on the node's
 // port or bus port (with host networking the container would fail to bind).
+// With network: bridge every node has a network namespace of its own, and
+// nothing on the host can take its ports.
+func (r *Runtime) checkFree(n spec.Node) error {
+	if r.Spec.IsBridge() {
+		return nil
+	}
+	return checkFree(n)
+}
+
 func checkFree(n spec.Node) error {
 	var busy []string
 	for _, p := range []int{n.Port, n.BusPort()} {
@@ -369,18 +393,24 @@ func checkFree(n spec.Node) error {
 // Start creates and starts a container for every node (in parallel) and
 // returns when all answer PING. Existing containers of these nodes that are
 // not running are removed first (their data stays in the state dir). Before
-// anything is created every port and bus port must be free. On failure the
-// containers this call created are removed and the error names each failed
-// node with its logs.
+// anything is created every port and bus port must be free, and with
+// network: bridge the cluster's network exists. On failure the containers
+// this call created are removed (and the network, when no container is
+// left) and the error names each failed node with its logs.
 func (r *Runtime) Start(ctx context.Context, nodes []spec.Node) error {
 	var errs []error
 	for _, n := range nodes {
-		if err := checkFree(n); err != nil {
+		if err := r.checkFree(n); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	if len(errs) > 0 {
 		return errors.Join(errs...)
+	}
+	if r.Spec.IsBridge() {
+		if _, err := r.ensureNetwork(ctx); err != nil {
+			return err
+		}
 	}
 	ids := make([]string, len(nodes))
 	errs = make([]error, len(nodes))
@@ -423,7 +453,11 @@ func (r *Runtime) Start(ctx context.Context, nodes []spec.Node) error {
 		})
 	}
 	wg.Wait()
-	return errors.Join(append(failed, rerrs...)...)
+	failed = append(failed, rerrs...)
+	if r.Spec.IsBridge() {
+		failed = append(failed, r.removeNetworks(rctx))
+	}
+	return errors.Join(failed...)
 }
 
 // startOne creates and starts node n's container and waits for PING. It
@@ -441,7 +475,7 @@ func (r *Runtime) startOne(ctx context.Context, n spec.Node) (string, error) {
 		Labels: Labels(s, n),
 	}
 	hc := &container.HostConfig{
-		NetworkMode: "host",
+		NetworkMode: network.NetworkHost,
 		Binds: []string{
 			s.ConfDir() + ":" + confgen.ContainerConfDir + ":ro",
 			s.DataDir(n.Port) + ":" + confgen.ContainerDataDir,
@@ -454,8 +488,13 @@ func (r *Runtime) startOne(ctx context.Context, n spec.Node) (string, error) {
 	for _, f := range tlsPaths(s) {
 		hc.Binds = append(hc.Binds, f+":"+f+":ro")
 	}
+	var nc *network.NetworkingConfig
+	if s.IsBridge() {
+		hc.NetworkMode = container.NetworkMode(NetworkName(s))
+		nc = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{NetworkName(s): r.endpointConfig(n)}}
+	}
 	created, err := engine(ctx, r.o.CallTimeout, "container "+name+": create from "+s.Image, func(ctx context.Context) (client.ContainerCreateResult, error) {
-		return r.cli.ContainerCreate(ctx, client.ContainerCreateOptions{Config: cfg, HostConfig: hc, Name: name})
+		return r.cli.ContainerCreate(ctx, client.ContainerCreateOptions{Config: cfg, HostConfig: hc, NetworkingConfig: nc, Name: name})
 	})
 	if err != nil {
 		return "", fmt.Errorf("start node %s: %w", n.Addr(), err)
@@ -571,7 +610,8 @@ func indent(s string) string { return "\n    " + strings.ReplaceAll(s, "\n", "\n
 
 // Remove force-removes the containers of the given nodes (used to undo a
 // failed up): only containers labelled with this spec's dir and the node's
-// port; missing containers are fine.
+// port; missing containers are fine. The cluster's network goes with the
+// last container.
 func (r *Runtime) Remove(ctx context.Context, nodes []spec.Node) error {
 	cs, err := r.owned(ctx)
 	if err != nil {
@@ -593,7 +633,10 @@ func (r *Runtime) Remove(ctx context.Context, nodes []spec.Node) error {
 		}
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return r.removeNetworks(ctx)
 }
 
 // StopResult is what Stop did to one container.
@@ -611,8 +654,9 @@ type StopResult struct {
 // Stop stops and removes every container of the spec's dir, including
 // nodes the spec no longer lists: SHUTDOWN through the client port (so the
 // AOF is flushed), then, if the node has not exited within Grace, the
-// engine's stop (SIGTERM, SIGKILL after 3s); then the container is removed.
-// Data stays in the state dir. The returned error joins every failure.
+// engine's stop (SIGTERM, SIGKILL after 3s); then the container is removed,
+// and with the last one the cluster's network (network: bridge). Data stays
+// in the state dir. The returned error joins every failure.
 func (r *Runtime) Stop(ctx context.Context) ([]StopResult, error) {
 	cs, err := r.owned(ctx)
 	if err != nil {
@@ -630,6 +674,9 @@ func (r *Runtime) Stop(ctx context.Context) ([]StopResult, error) {
 			errs = append(errs, x.Err)
 		}
 	}
+	if len(errs) == 0 {
+		errs = append(errs, r.removeNetworks(ctx))
+	}
 	return res, errors.Join(errs...)
 }
 
@@ -639,7 +686,8 @@ func (r *Runtime) stopOne(ctx context.Context, c container.Summary) StopResult {
 	n := spec.Node{Host: c.Labels[LabelHost], Port: port}
 	res := StopResult{Addr: n.Addr(), Container: name, Action: "removed"}
 	if c.State == container.StateRunning || c.State == container.StatePaused || c.State == container.StateRestarting {
-		if res = r.halt(ctx, c.ID, name, n, c.State == container.StatePaused); res.Err != nil {
+		cut := r.Spec.IsBridge() && (c.NetworkSettings == nil || c.NetworkSettings.Networks[NetworkName(r.Spec)] == nil)
+		if res = r.halt(ctx, c.ID, name, n, c.State == container.StatePaused, cut); res.Err != nil {
 			return res
 		}
 	}
@@ -653,8 +701,10 @@ func (r *Runtime) stopOne(ctx context.Context, c container.Summary) StopResult {
 // and returns once the container no longer runs: SHUTDOWN through the client
 // port (so the AOF is flushed), then, if the node refused or has not exited
 // within Grace, the engine's stop (SIGTERM, SIGKILL after 3s). A paused
-// container is unpaused first: a frozen node cannot answer SHUTDOWN.
-func (r *Runtime) halt(ctx context.Context, id, name string, n spec.Node, paused bool) StopResult {
+// container is unpaused first: a frozen node cannot answer SHUTDOWN. A
+// node cut off the network (cut) cannot be reached either: the engine's
+// SIGTERM stops it, which redis-server handles as a SHUTDOWN.
+func (r *Runtime) halt(ctx context.Context, id, name string, n spec.Node, paused, cut bool) StopResult {
 	res := StopResult{Addr: n.Addr(), Container: name, Action: "shutdown"}
 	if paused {
 		// A failure shows below: SHUTDOWN goes unanswered and the
@@ -664,15 +714,19 @@ func (r *Runtime) halt(ctx context.Context, id, name string, n spec.Node, paused
 		})
 	}
 	var why []string
-	sctx, cancel := context.WithTimeout(ctx, r.o.Grace)
-	err := shutdown(sctx, n, r.o.Conn)
-	var rerr redis.Error
-	if errors.As(err, &rerr) {
-		why = append(why, "SHUTDOWN refused: "+err.Error())
-	} else if werr := r.waitStopped(sctx, id, name); werr != nil {
-		why = append(why, fmt.Sprintf("still running %s after SHUTDOWN", r.o.Grace))
+	if cut {
+		why = append(why, "cut off the network, so no SHUTDOWN")
+	} else {
+		sctx, cancel := context.WithTimeout(ctx, r.o.Grace)
+		err := shutdown(sctx, n, r.o.Conn)
+		var rerr redis.Error
+		if errors.As(err, &rerr) {
+			why = append(why, "SHUTDOWN refused: "+err.Error())
+		} else if werr := r.waitStopped(sctx, id, name); werr != nil {
+			why = append(why, fmt.Sprintf("still running %s after SHUTDOWN", r.o.Grace))
+		}
+		cancel()
 	}
-	cancel()
 	if len(why) == 0 {
 		return res
 	}

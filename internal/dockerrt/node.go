@@ -17,12 +17,12 @@ import (
 // visible, is bounded by ctx (and every engine request by CallTimeout), and
 // names the node in its errors.
 
-// ErrPartitionUnsupported is why Partition and Heal fail: the containers
-// use host networking (see the package doc), so they share the host's
-// network stack and there is no Docker network to disconnect them from.
-// Cutting a node off would take firewall rules on the host, which rcluster
-// never touches.
-var ErrPartitionUnsupported = errors.New("runtime docker runs nodes with host networking, so a node cannot be cut off the network (that would take firewall rules on the host, which rcluster does not touch); pause simulates a hung node instead")
+// ErrPartitionUnsupported is why Partition and Heal fail with host
+// networking (network: host, the default; see the package doc): the
+// containers share the host's network stack and there is no Docker
+// network to disconnect them from. Cutting a node off would take firewall
+// rules on the host, which rcluster never touches.
+var ErrPartitionUnsupported = errors.New("runtime docker runs these nodes with host networking, so a node cannot be cut off the network (that would take firewall rules on the host, which rcluster does not touch); set network: bridge in the spec to partition nodes, or pause one to simulate a hung node")
 
 // Kill sends SIGKILL to node n's container (docker kill) and returns once
 // the container no longer runs: a crash, with no chance to flush anything.
@@ -76,7 +76,7 @@ func (r *Runtime) StopNode(ctx context.Context, n spec.Node) (StopResult, error)
 	case !c.State.Running:
 		res.Detail = describeStopped(name, c.State)
 	default:
-		res = r.halt(ctx, c.ID, name, n, c.State.Paused)
+		res = r.halt(ctx, c.ID, name, n, c.State.Paused, r.cutOff(c))
 	}
 	return res, res.Err
 }
@@ -85,8 +85,8 @@ func (r *Runtime) StopNode(ctx context.Context, n spec.Node) (StopResult, error)
 // node keeps its container, and its data in the state dir), or creates one
 // as Start does when there is none, and returns once the node answers PING.
 // A running node is only waited for; a paused one is an error (Unpause
-// resumes it). Before a container starts, its ports must be free on the
-// host.
+// resumes it), and so is one cut off the network (Heal reconnects it).
+// Before a container starts, its ports must be free on the host.
 func (r *Runtime) StartNode(ctx context.Context, n spec.Node) error {
 	c, found, err := r.nodeContainer(ctx, n)
 	if err != nil {
@@ -99,13 +99,15 @@ func (r *Runtime) StartNode(ctx context.Context, n spec.Node) error {
 	switch {
 	case c.State.Paused:
 		return fmt.Errorf("start node %s: container %s is paused (unpause resumes it)", n.Addr(), name)
+	case r.cutOff(c):
+		return fmt.Errorf("start node %s: container %s is cut off network %s (partitioned; heal reconnects it)", n.Addr(), name, NetworkName(r.Spec))
 	case c.State.Running:
 		if err := r.waitReady(ctx, c.ID, n); err != nil {
 			return fmt.Errorf("start node %s (container %s, running): %w%s", n.Addr(), name, err, r.logs(ctx, c.ID, n))
 		}
 		return nil
 	}
-	if err := checkFree(n); err != nil {
+	if err := r.checkFree(n); err != nil {
 		return fmt.Errorf("start %w", err)
 	}
 	if err := r.run(ctx, c.ID, n); err != nil {
@@ -172,17 +174,4 @@ func (r *Runtime) runningContainer(ctx context.Context, n spec.Node) (container.
 		return c, errors.New(describeStopped(name, c.State))
 	}
 	return c, nil
-}
-
-// Partition would cut node n off the cluster's network; with host
-// networking that is impossible, so it always fails with
-// ErrPartitionUnsupported, naming the node, and changes nothing.
-func (r *Runtime) Partition(_ context.Context, n spec.Node) error {
-	return fmt.Errorf("node %s: partition: %w", n.Addr(), ErrPartitionUnsupported)
-}
-
-// Heal would reconnect a node Partition cut off; like Partition it fails
-// with ErrPartitionUnsupported and changes nothing.
-func (r *Runtime) Heal(_ context.Context, n spec.Node) error {
-	return fmt.Errorf("node %s: heal: %w", n.Addr(), ErrPartitionUnsupported)
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 
 	"github.com/rcluster/rcluster/e2e/containers"
@@ -28,12 +29,19 @@ import (
 // stopped and removed, and any that survives fails the test.
 func dockerRuntime(t *testing.T) (*Runtime, []spec.Node) {
 	t.Helper()
+	return runtimeOf(t, "", t.TempDir())
+}
+
+// runtimeOf is dockerRuntime with extra spec lines, the spec in dir. At
+// cleanup the state dir's networks (network: bridge) must be gone too:
+// any left fails the test and is removed.
+func runtimeOf(t *testing.T, extra, dir string) (*Runtime, []spec.Node) {
+	t.Helper()
 	containers.RequireDocker(t)
 	containers.EnsureImage(t, containers.DefaultImage)
 	base := redistest.PortBlock(t, 3)
-	dir := t.TempDir()
-	s, err := spec.Parse(fmt.Appendf(nil, "name: dk\nruntime: docker\nimage: %s\nports: %d-%d\ndir: state\n",
-		containers.DefaultImage, base, base+2), filepath.Join(dir, "cluster.yaml"))
+	s, err := spec.Parse(fmt.Appendf(nil, "name: dk\nruntime: docker\nimage: %s\nports: %d-%d\ndir: state\n%s",
+		containers.DefaultImage, base, base+2, extra), filepath.Join(dir, "cluster.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,11 +66,26 @@ func dockerRuntime(t *testing.T) (*Runtime, []spec.Node) {
 			t.Errorf("leak: container %v survived the test; removing it", c.Names)
 			_ = r.remove(ctx, c.ID, c.ID, true)
 		}
+		for _, n := range stateNetworks(ctx, t, r) {
+			t.Errorf("leak: network %s survived the test; removing it", n.Name)
+			_, _ = r.cli.NetworkRemove(ctx, n.ID, client.NetworkRemoveOptions{})
+		}
 	})
 	if err := r.WriteConfigs(); err != nil {
 		t.Fatal(err)
 	}
 	return r, s.Nodes()
+}
+
+// stateNetworks lists the networks labelled with r's state dir.
+func stateNetworks(ctx context.Context, t *testing.T, r *Runtime) []network.Summary {
+	t.Helper()
+	f := make(client.Filters).Add("label", LabelDir+"="+r.Spec.Dir)
+	res, err := r.cli.NetworkList(ctx, client.NetworkListOptions{Filters: f})
+	if err != nil {
+		t.Fatalf("list networks of %s: %v", r.Spec.Dir, err)
+	}
+	return res.Items
 }
 
 // state inspects node n's container; it must exist.

@@ -40,6 +40,11 @@ func (d *Docker) UndoStep(n int) string {
 // Describe implements Provider.
 func (d *Docker) Describe() string {
 	s := d.spec
+	if s.IsBridge() {
+		nodes := s.Nodes()
+		return fmt.Sprintf("(containers of %s on network %s, %s: %s to %s; stop them with `rcluster down`).",
+			s.Image, dockerrt.NetworkName(s), s.BridgeSubnet(), nodes[0].Addr(), nodes[len(nodes)-1].Addr())
+	}
 	return fmt.Sprintf("(containers of %s on %s:%d-%d; stop them with `rcluster down`).", s.Image, s.Host, slices.Min(s.Ports), slices.Max(s.Ports))
 }
 
@@ -148,13 +153,16 @@ func (d *Docker) Pause(ctx context.Context, n spec.Node) error { return d.rt.Pau
 // Resume implements Provider (docker unpause, then PING).
 func (d *Docker) Resume(ctx context.Context, n spec.Node) error { return d.rt.Unpause(ctx, n) }
 
-// Partition implements Provider; with host networking it cannot (see
-// dockerrt.ErrPartitionUnsupported).
+// Partition implements Provider: with network: bridge the node's container
+// is disconnected from the cluster's network (dockerrt.Partition); with
+// host networking it cannot be (dockerrt.ErrPartitionUnsupported, wrapped
+// in ErrNoPartition).
 func (d *Docker) Partition(ctx context.Context, n spec.Node) error {
 	return noPartition(d.rt.Partition(ctx, n))
 }
 
-// Heal implements Provider (see Partition).
+// Heal implements Provider: the container is connected again with its IP
+// (see Partition).
 func (d *Docker) Heal(ctx context.Context, n spec.Node) error { return noPartition(d.rt.Heal(ctx, n)) }
 
 func noPartition(err error) error {
