@@ -118,6 +118,20 @@ func TestFailoverNodeResetCLI(t *testing.T) {
 	}
 	clusterCheck(t, ports[2])
 
+	// rcluster events records what the commands did and saw.
+	r = mustRun(t, dir, "events", "--json")
+	kinds := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+		var ev struct{ Time, Kind, Node, Message string }
+		if err := json.Unmarshal([]byte(line), &ev); err != nil || ev.Time == "" || ev.Message == "" {
+			t.Fatalf("events --json line %q: %v", line, err)
+		}
+		kinds[ev.Kind]++
+	}
+	if kinds["failover"] < 2 || kinds["node"] < 1 || kinds["up"] < 1 {
+		t.Errorf("events after up, failover and kill --wait-failover: %v\n%s", kinds, r.stdout)
+	}
+
 	// Start it again: it rejoins as a replica, everyone agrees at once.
 	mustRun(t, dir, "node", "start", strconv.Itoa(ports[1]))
 	v = agreeNow(t, all)

@@ -169,6 +169,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			nodeCommand(fileFlag, stdout, stderr),
 			resetCommand(fileFlag, stdout, stderr),
 			logsCommand(stdout, stderr),
+			eventsCommand(fileFlag, stdout, stderr),
 			envCommand(fileFlag, stdout, stderr),
 			initCommand(stdout, stderr),
 			renderCommand(fileFlag, stdout),

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"time"
 
@@ -229,29 +228,9 @@ func resetCommand(fileFlag cli.Flag, stdout, stderr io.Writer) *cli.Command {
 				return printJSON(stdout, res)
 			}
 			if verbosity(c) > levelQuiet {
-				fmt.Fprintf(stderr, "Cluster %q reset in %s: %s.\n", cl.Spec.Name, res.Took.Round(time.Millisecond), describeReset(res))
+				fmt.Fprintf(stderr, "Cluster %q reset in %s: %s.\n", cl.Spec.Name, res.Took.Round(time.Millisecond), res)
 			}
 			return nil
 		},
 	}
-}
-
-func describeReset(r *cluster.ResetResult) string {
-	var parts []string
-	add := func(what string, nodes []string) {
-		if len(nodes) > 0 {
-			parts = append(parts, what+" "+strings.Join(nodes, " "))
-		}
-	}
-	add("started", r.Started)
-	add("resumed", r.Resumed)
-	add("failed back to", r.FailedBack)
-	add("re-pointed replicas", r.Replicated)
-	if r.Flushed > 0 {
-		parts = append(parts, "flushed "+strconv.Itoa(r.Flushed)+" masters")
-	}
-	if len(parts) == 0 {
-		return "already in shape"
-	}
-	return strings.Join(parts, ", ")
 }

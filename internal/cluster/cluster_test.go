@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rcluster/rcluster/internal/events"
 	"github.com/rcluster/rcluster/internal/health"
 	"github.com/rcluster/rcluster/internal/poll"
 	"github.com/rcluster/rcluster/internal/procmgr"
@@ -401,5 +402,13 @@ func TestProblems(t *testing.T) {
 		if !strings.HasPrefix(got[i], addr+" ") || !strings.Contains(got[i], why) {
 			t.Errorf("Problems[%d] = %q, want %s named with %q", i, got[i], addr, why)
 		}
+	}
+}
+
+// The state dir's layout must name the events log under the name the
+// events package writes, or purge would leave it (and the dir) behind.
+func TestEventsFileInLayout(t *testing.T) {
+	if statedir.EventsFile != events.FileName {
+		t.Fatalf("statedir.EventsFile %q != events.FileName %q", statedir.EventsFile, events.FileName)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rcluster/rcluster/internal/events"
 	"github.com/rcluster/rcluster/internal/provider"
 	"github.com/rcluster/rcluster/internal/spec"
 	"github.com/rcluster/rcluster/internal/statedir"
@@ -68,6 +69,9 @@ func (c *Cluster) Down(ctx context.Context, o DownOptions) error {
 		return fmt.Errorf("down: %w", err)
 	}
 	summary := prov.Summary(results)
+	if saved != nil {
+		c.record(events.Event{Kind: events.KindDown, Message: "down: " + summary})
+	}
 	switch {
 	case saved == nil && !c.hasState() && !anyStopped(results):
 		st.Infof("Cluster %q has no state in %s; nothing to stop.", s.Name, s.Dir)

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rcluster/rcluster/internal/events"
 	"github.com/rcluster/rcluster/internal/failover"
 	"github.com/rcluster/rcluster/internal/provider"
 	"github.com/rcluster/rcluster/internal/spec"
@@ -44,11 +45,24 @@ func (c *Cluster) Failover(ctx context.Context, target failover.Target, o failov
 	if err := c.ensureConn(); err != nil {
 		return nil, err
 	}
+	what := fmt.Sprintf("failover of %s (%s)", target, o.Mode)
+	c.record(events.Event{Kind: events.KindOp, Message: what + ": started"})
 	res, err := failover.Failover(ctx, c.Spec.Addrs(), c.Conn, target, o)
 	if errors.Is(err, failover.ErrUnknownNode) {
-		return nil, &UnknownNodeError{Name: strings.TrimPrefix(target.String(), "node "), Nodes: c.nodeNames(ctx)}
+		err = &UnknownNodeError{Name: strings.TrimPrefix(target.String(), "node "), Nodes: c.nodeNames(ctx)}
 	}
-	return res, err
+	if err != nil {
+		c.record(outcome(events.KindOp, "", what, err, ""))
+		return nil, err
+	}
+	c.record(failoverEvent(res), outcome(events.KindOp, res.New.Addr, what, nil, "every node agrees after "+res.Agreed.Round(time.Millisecond).String()))
+	return res, nil
+}
+
+// failoverEvent is a finished takeover as an event.
+func failoverEvent(r *failover.Result) events.Event {
+	return events.Event{Kind: events.KindFailover, Node: r.New.Addr, NodeID: r.New.ID, From: r.Old.Addr, To: r.New.Addr,
+		Slots: topology.FormatRanges(r.Slots), Message: "took over from " + r.Old.Addr + ": " + r.String()}
 }
 
 // ensureConn re-reads the client settings (generated TLS material exists
@@ -147,14 +161,25 @@ func (c *Cluster) Node(ctx context.Context, op NodeOp, names []string, o NodeOpt
 		wg.Go(func() { errs[i] = apply(ctx, prov, op, n) })
 	}
 	wg.Wait()
+	for i, n := range nodes {
+		c.record(outcome(events.KindNode, n.Addr(), string(op), errs[i], "done"))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 	switch {
 	case op.fault() && o.WaitFailover:
 		err = c.waitHeirs(ctx, nodes, masters, res)
+		for _, r := range res {
+			if r.Failover != nil {
+				c.record(failoverEvent(r.Failover))
+			}
+		}
 	case !op.fault():
 		err = c.waitHealthy(ctx, prov)
+		if err == nil {
+			c.record(events.Event{Kind: events.KindNode, Message: fmt.Sprintf("%s of %s: every node agrees the cluster is healthy", op, strings.Join(names, " "))})
+		}
 	}
 	for i := range res {
 		res[i].Took = time.Since(start)

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/rcluster/rcluster/internal/events"
 	"github.com/rcluster/rcluster/internal/failover"
 	"github.com/rcluster/rcluster/internal/poll"
 	"github.com/rcluster/rcluster/internal/slots"
@@ -155,7 +157,30 @@ func (c *Cluster) Reset(ctx context.Context, o ResetOptions) (*ResetResult, erro
 		}
 	}
 	res.Took = time.Since(start)
+	c.record(events.Event{Kind: events.KindReset, Message: fmt.Sprintf("reset in %s: %s", res.Took.Round(time.Millisecond), res)})
 	return res, nil
+}
+
+// String says what Reset did: "started 127.0.0.1:7001, failed back to
+// 127.0.0.1:7001, flushed 3 masters", or "already in shape".
+func (r *ResetResult) String() string {
+	var parts []string
+	add := func(what string, nodes []string) {
+		if len(nodes) > 0 {
+			parts = append(parts, what+" "+strings.Join(nodes, " "))
+		}
+	}
+	add("started", r.Started)
+	add("resumed", r.Resumed)
+	add("failed back to", r.FailedBack)
+	add("re-pointed replicas", r.Replicated)
+	if r.Flushed > 0 {
+		parts = append(parts, fmt.Sprintf("flushed %d masters", r.Flushed))
+	}
+	if len(parts) == 0 {
+		return "already in shape"
+	}
+	return strings.Join(parts, ", ")
 }
 
 // replicateAsPlanned points every replica whose master is not its planned

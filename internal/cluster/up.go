@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rcluster/rcluster/internal/events"
 	"github.com/rcluster/rcluster/internal/provider"
 	"github.com/rcluster/rcluster/internal/redisconn"
 	"github.com/rcluster/rcluster/internal/slots"
@@ -132,7 +133,11 @@ func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 	if err != nil || (noop && state.Formed) {
 		return err
 	}
-	return c.saveFormed(state)
+	if err := c.saveFormed(state); err != nil {
+		return err
+	}
+	c.record(events.Event{Kind: events.KindUp, Message: fmt.Sprintf("up: %d nodes healthy", len(s.Addrs()))})
+	return nil
 }
 
 // bringUp is the heart of up on any runtime, once the state dir is dealt

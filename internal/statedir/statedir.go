@@ -28,6 +28,8 @@ import (
 const (
 	StateFile = "rcluster-state.json"
 	LockFile  = "rcluster.lock"
+	// EventsFile is internal/events' log (events.FileName).
+	EventsFile = "events.jsonl"
 )
 
 // Version is the state file format this build writes. Version 1 (no
@@ -173,9 +175,9 @@ func Claim(dir string, st *State, l Layout, made ...string) bool {
 	return changed
 }
 
-// BaseLayout is what rcluster creates in every state dir: the state and
-// lock files.
-func BaseLayout() Layout { return Layout{Paths: []string{StateFile, LockFile}} }
+// BaseLayout is what rcluster creates in every state dir: the state,
+// lock and events files.
+func BaseLayout() Layout { return Layout{Paths: []string{StateFile, LockFile, EventsFile}} }
 
 // NodeLayout is BaseLayout plus what rcluster and the nodes it runs create
 // for s: the conf, run, log and db dirs with each node's config, pidfile
