@@ -11,10 +11,20 @@ import (
 // the cluster has a state dir. Failing to record is said on the log
 // writer and never fails the operation the events describe.
 func (c *Cluster) record(evs ...events.Event) {
-	if !statedir.Exists(statedir.Path(c.Spec.Dir)) {
+	dir := c.Spec.Dir
+	if !statedir.Exists(statedir.Path(dir)) {
 		return
 	}
-	if err := events.Append(c.Spec.Dir, evs...); err != nil {
+	if !statedir.Exists(events.Path(dir)) {
+		// About to create it: record that rcluster did, for purge (state
+		// dirs made before the log existed do not list it yet).
+		if st, err := statedir.Read(dir); err == nil && st != nil && statedir.Claim(dir, st, statedir.Layout{Paths: []string{statedir.EventsFile}}) {
+			if err := statedir.Write(dir, st); err != nil {
+				fmt.Fprintf(c.log(), "events: %v\n", err)
+			}
+		}
+	}
+	if err := events.Append(dir, evs...); err != nil {
 		fmt.Fprintf(c.log(), "events: %v\n", err)
 	}
 }
