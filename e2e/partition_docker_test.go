@@ -196,6 +196,17 @@ func TestDockerBridgePartition(t *testing.T) {
 	}
 	mustRun(t, dir, "verify")
 
+	// up brings a changed cluster back to the spec's shape: a node cut
+	// off is reconnected, and the cluster agrees it is healthy.
+	mustRun(t, dir, "node", "partition", strconv.Itoa(s.Ports[5]))
+	if r := rcluster(t, dir, "status"); r.code != 1 || !strings.Contains(r.stderr, "partitioned") {
+		t.Errorf("status with a partitioned node: exit %d:\n%s", r.code, r.stderr)
+	}
+	if r := mustRun(t, dir, "up"); !strings.Contains(r.stderr, "Reconnecting partitioned node") {
+		t.Errorf("up with a partitioned node did not reconnect it:\n%s", r.stderr)
+	}
+	mustRun(t, dir, "verify", "--wait", "20s")
+
 	_, took = timed(t, dir, "down", "--purge")
 	t.Logf("down --purge took %v", took.Round(time.Millisecond))
 	if got := runtimeContainers(ctx, t, cli, state); len(got) != 0 {

@@ -272,7 +272,7 @@ func (c *Cluster) waitHealthy(ctx context.Context, prov provider.Provider) error
 	}
 	var down, seeds []string
 	for _, st := range states {
-		if !st.Running || st.Paused {
+		if !st.Running || st.Paused || st.Partitioned {
 			down = append(down, st.Node.Addr())
 		} else {
 			seeds = append(seeds, st.Node.Addr())

@@ -26,7 +26,7 @@ type ResetOptions struct {
 
 // ResetResult says what Reset had to do.
 type ResetResult struct {
-	// Started and Resumed are nodes brought back; FailedBack the masters
+	// Started and Resumed (paused or partitioned) are nodes brought back; FailedBack the masters
 	// of the spec made masters again; Replicated the replicas moved back to
 	// their planned master.
 	Started    []string `json:"started,omitempty"`
@@ -82,6 +82,11 @@ func (c *Cluster) Reset(ctx context.Context, o ResetOptions) (*ResetResult, erro
 			stopped = append(stopped, st.Node)
 		case st.Paused:
 			if err := prov.Resume(ctx, st.Node); err != nil {
+				resumeErrs = append(resumeErrs, err)
+			}
+			res.Resumed = append(res.Resumed, st.Node.Addr())
+		case st.Partitioned:
+			if err := prov.Heal(ctx, st.Node); err != nil {
 				resumeErrs = append(resumeErrs, err)
 			}
 			res.Resumed = append(res.Resumed, st.Node.Addr())

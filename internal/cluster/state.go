@@ -100,6 +100,11 @@ func diffState(saved, want statedir.State) []string {
 		if !slices.Equal(saved.Ports, want.Ports) {
 			d = append(d, fmt.Sprintf("ports were %v, now %v", saved.Ports, want.Ports))
 		}
+		if len(d) == 0 && len(saved.Nodes) > 0 && !slices.Equal(saved.Nodes, want.Nodes) {
+			// Same host and ports, other addresses (docker network: bridge
+			// or its subnet changed).
+			d = append(d, fmt.Sprintf("nodes were %s, now %s", strings.Join(saved.Nodes, " "), strings.Join(want.Nodes, " ")))
+		}
 	case !slices.Equal(saved.Nodes, want.Nodes):
 		d = append(d, fmt.Sprintf("nodes were %s, now %s", strings.Join(saved.Nodes, " "), strings.Join(want.Nodes, " ")))
 	}

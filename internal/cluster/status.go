@@ -24,6 +24,8 @@ type NodeStatus struct {
 	Running bool   `json:"running"`
 	// Paused: running but frozen (SIGSTOP, docker pause).
 	Paused bool `json:"paused,omitempty"`
+	// Partitioned: running but cut off the cluster's network.
+	Partitioned bool `json:"partitioned,omitempty"`
 	// Unproven: a live process may be this node but cannot be proven to
 	// be (it is neither reported running nor stopped).
 	Unproven bool   `json:"unproven,omitempty"`
@@ -75,7 +77,7 @@ func (c *Cluster) nodeStatuses(ctx context.Context) ([]NodeStatus, error) {
 	var wg sync.WaitGroup
 	for i, ns := range states {
 		out[i].Pid, out[i].Running, out[i].Detail = ns.Pid, ns.Running, ns.Detail
-		out[i].Paused, out[i].Unproven = ns.Paused, ns.Unproven
+		out[i].Paused, out[i].Unproven, out[i].Partitioned = ns.Paused, ns.Unproven, ns.Partitioned
 		if !ns.Responding {
 			if out[i].Detail == "" && ns.Running {
 				out[i].Detail = "not responding"
@@ -208,7 +210,7 @@ func Problems(sts []NodeStatus) []string {
 	var answers []health.Answer
 	down := map[string]bool{} // the runtime says so: peers seeing it fail add nothing
 	for _, s := range sts {
-		if s.Unproven || !s.Running || s.Paused {
+		if s.Unproven || !s.Running || s.Paused || s.Partitioned {
 			down[s.Addr] = true
 		}
 		switch {
@@ -218,6 +220,8 @@ func Problems(sts []NodeStatus) []string {
 			reasons[s.Addr] = []string{"not running"}
 		case s.Paused:
 			reasons[s.Addr] = []string{"paused (answers nothing)"}
+		case s.Partitioned:
+			reasons[s.Addr] = []string{"partitioned (cut off the cluster's network)"}
 		case s.answer == nil || s.answer.Err != nil:
 			why := "not answering"
 			if s.Detail != "" {
@@ -266,6 +270,8 @@ func WriteStatusTable(w io.Writer, sts []NodeStatus) error {
 			state = "stopped"
 		case s.Paused:
 			state = "paused"
+		case s.Partitioned:
+			state = "partitioned"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", s.Addr, pid, dash(s.Role), dash(s.Master),
 			dash(s.Slots), dash(state), dash(s.Link), s.Keys, dash(s.Memory), dash(tableFlags(s.Flags)), s.Detail)

@@ -174,6 +174,14 @@ func (c *Cluster) bringUp(ctx context.Context, prov provider.Provider, o UpOptio
 				return false, rerr
 			}
 			states[i].Paused, states[i].Responding = false, true
+		case ns.Partitioned:
+			begin(fmt.Sprintf("Reconnecting partitioned node %s", ns.Node.Addr()))
+			herr := prov.Heal(ctx, ns.Node)
+			st.End(herr == nil)
+			if herr != nil {
+				return false, herr
+			}
+			states[i].Partitioned, states[i].Responding = false, true
 		case !ns.Responding:
 			frozen = append(frozen, fmt.Sprintf("%s (%s)", ns.Node.Addr(), frozenDetail(ns)))
 		}

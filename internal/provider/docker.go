@@ -82,7 +82,8 @@ func (d *Docker) Inspect(ctx context.Context) ([]NodeState, error) {
 		if detail == "" {
 			detail = "container " + s.Container
 		}
-		out[i] = NodeState{Node: s.Node, Running: s.Running, Responding: s.Responding, Paused: s.Paused, Pid: s.Pid, Detail: detail}
+		out[i] = NodeState{Node: s.Node, Running: s.Running, Responding: s.Responding, Paused: s.Paused,
+			Partitioned: s.Partitioned, Pid: s.Pid, Detail: detail}
 	}
 	return out, nil
 }

@@ -28,6 +28,9 @@ type NodeState struct {
 	Responding bool
 	// Paused: it runs but is frozen on purpose (SIGSTOP, docker pause).
 	Paused bool
+	// Partitioned: it runs but is cut off the other nodes' network on
+	// purpose (Partition); Heal reconnects it.
+	Partitioned bool
 	// Unproven: a live process may be this node but its identity cannot
 	// be proven (another user's process): not Running, yet not stopped
 	// either; nothing acts on it.
