@@ -65,10 +65,11 @@ e2e: deps image
 image:
 	IMAGE=$(IMAGE) scripts/build-image.sh
 
-## bench: bootstrap time of rcluster vs the redis-cli path, and Go benchmarks
+## bench: bootstrap time of rcluster vs the redis-cli path, failover/kill/reset vs the hand way, and Go benchmarks
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
 	$(GO) run ./bench/cmd/clusterbench -rcluster ./$(BIN) $(BENCHFLAGS)
+	$(GO) run ./bench/cmd/opsbench -rcluster ./$(BIN) $(OPSBENCHFLAGS)
 
 ## clean: remove build output (never a cluster's data: use `rcluster down --purge`)
 clean:
