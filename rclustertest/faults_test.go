@@ -228,3 +228,24 @@ func firstLine(s string) string {
 	}
 	return ""
 }
+
+// TestSharedEventsLineUp: what the test did and what the watcher saw are
+// in the cluster's event log, in order.
+func TestSharedEventsLineUp(t *testing.T) {
+	c := takeShared(t)
+	c.Watch()
+	start := time.Now()
+	c.KillAndWaitFailover(c.Masters()[2])
+	var kinds []string
+	for _, e := range c.Events() {
+		if e.Time.Before(start) {
+			continue
+		}
+		kinds = append(kinds, e.Kind)
+	}
+	got := strings.Join(kinds, " ")
+	t.Logf("events: %s", got)
+	if !strings.Contains(got, "node") || !strings.Contains(got, "failover") || !strings.Contains(got, "failed") {
+		t.Errorf("events after a kill and its failover (want the op's node and failover events and the watcher's failed): %s", got)
+	}
+}
