@@ -161,11 +161,23 @@ func handFailover(ctx context.Context, c *benchCluster, masterAddr string, s *Sa
 	if err != nil || strings.TrimSpace(string(out)) != "OK" {
 		return fmt.Errorf("redis-cli -p %d CLUSTER FAILOVER: %v: %s", r.Port(), err, oneLine(out))
 	}
-	var elected, agreed time.Time
+	// One loop watches both ends: every node's view, and the old master's
+	// replication link (which may come up before or after the views agree).
+	var elected, agreed, linked time.Time
 	b := poll.Backoff{Min: c.cfg.pollPause, Max: c.cfg.pollPause}
-	for agreed.IsZero() {
+	for agreed.IsZero() || linked.IsZero() {
 		last := ""
+		if linked.IsZero() {
+			if why := c.linkDown(sctx, m.Addr, r.Port()); why == "" {
+				linked = time.Now()
+			} else {
+				last = m.Addr + ": " + why
+			}
+		}
 		for _, a := range c.addrs() {
+			if !agreed.IsZero() {
+				break
+			}
 			v := c.readView(sctx, a, false)
 			why := ""
 			if v.err != nil {
@@ -180,44 +192,33 @@ func handFailover(ctx context.Context, c *benchCluster, masterAddr string, s *Sa
 				last = a + ": " + why
 			}
 		}
-		if last == "" {
+		if last == "" && agreed.IsZero() {
 			agreed = time.Now()
-		} else if b.Wait(sctx) != nil {
-			return fmt.Errorf("hand failover %s -> %s not agreed after %v: %s", m.Addr, r.Addr, time.Since(t0).Round(time.Millisecond), last)
+		}
+		if (agreed.IsZero() || linked.IsZero()) && b.Wait(sctx) != nil {
+			return fmt.Errorf("hand failover %s -> %s not done after %v: %s", m.Addr, r.Addr, time.Since(t0).Round(time.Millisecond), last)
 		}
 	}
 	c.elections.record(r.ID, m.ID, agreed)
-	linkAt, err := c.waitLink(sctx, m.Addr, r.Port(), c.cfg.pollPause)
-	if err != nil {
-		return err
-	}
 	s.set(keyHandOK, okAt.Sub(t0))
 	s.set(keyHandElect, elected.Sub(t0))
 	s.set(keyHandAgree, agreed.Sub(t0))
-	s.set(keyHandLink, linkAt.Sub(t0))
+	s.set(keyHandLink, linked.Sub(t0))
 	return nil
 }
 
-// waitLink polls addr's INFO replication until it is a replica of the node
-// on masterPort with its link up and no sync in progress.
-func (c *benchCluster) waitLink(ctx context.Context, addr string, masterPort int, pause time.Duration) (time.Time, error) {
-	b := poll.Backoff{Min: pause, Max: pause}
-	last := ""
-	for {
-		info, err := c.client(addr).Info(ctx, "replication").Result()
-		if err == nil {
-			r := topology.ParseInfo(info)
-			if r["role"] == "slave" && r["master_port"] == strconv.Itoa(masterPort) && r["master_link_status"] == "up" && r["master_sync_in_progress"] == "0" {
-				return time.Now(), nil
-			}
-			last = fmt.Sprintf("role %s of port %s, link %s, sync in progress %s", r["role"], r["master_port"], r["master_link_status"], r["master_sync_in_progress"])
-		} else {
-			last = err.Error()
-		}
-		if b.Wait(ctx) != nil {
-			return time.Time{}, fmt.Errorf("node %s: replication link to port %d not up: %s", addr, masterPort, last)
-		}
+// linkDown says why addr is not yet a replica of the node on masterPort
+// with its link up and no sync in progress (INFO replication), or "".
+func (c *benchCluster) linkDown(ctx context.Context, addr string, masterPort int) string {
+	info, err := c.client(addr).Info(ctx, "replication").Result()
+	if err != nil {
+		return err.Error()
 	}
+	r := topology.ParseInfo(info)
+	if r["role"] == "slave" && r["master_port"] == strconv.Itoa(masterPort) && r["master_link_status"] == "up" && r["master_sync_in_progress"] == "0" {
+		return ""
+	}
+	return fmt.Sprintf("role %s of port %s, link %s, sync in progress %s", r["role"], r["master_port"], r["master_link_status"], r["master_sync_in_progress"])
 }
 
 // oneLine is a short, one-line rendering of a command's output.
