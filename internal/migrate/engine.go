@@ -170,31 +170,23 @@ launch:
 		return nil
 	}
 	const maxErrs = 5
-	msgs := make([]string, 0, maxErrs+1)
-	for i, err := range errs {
+	var more []string
+	for i, err := range errs[1:] {
 		if i == maxErrs {
-			msgs = append(msgs, fmt.Sprintf("and %d more", len(errs)-maxErrs))
+			more = append(more, fmt.Sprintf("and %d more", len(errs)-1-maxErrs))
 			break
 		}
-		msgs = append(msgs, err.Error())
+		more = append(more, err.Error())
+	}
+	also := ""
+	if len(more) > 0 {
+		also = "; " + strings.Join(more, "; ")
 	}
 	open := "none"
 	if len(failed) > 0 {
 		open = slotList(failed)
 	}
-	return fmt.Errorf("%w (slots in flight, possibly left open: %s; Open reports them, Finish or Abort closes them)",
-		errors.Join(errors.New(strings.Join(msgs, "; ")), firstCause(errs)), open)
-}
-
-// firstCause keeps errors.Is working on the run's error for context
-// cancellation and ErrCannotFix.
-func firstCause(errs []error) error {
-	for _, err := range errs {
-		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrCannotFix) {
-			return err
-		}
-	}
-	return nil
+	return fmt.Errorf("%w%s (slots possibly left open: %s; Open reports them, Finish or Abort closes them)", errs[0], also, open)
 }
 
 // slot does one pair's step; it returns the keys moved and MIGRATE calls.

@@ -37,7 +37,12 @@ type Move struct {
 	To string `json:"to"`
 }
 
-func (m Move) String() string { return fmt.Sprintf("slot %d %.8s -> %.8s", m.Slot, m.From, m.To) }
+func (m Move) String() string {
+	if m.From == "" {
+		return fmt.Sprintf("slot %d -> %.8s", m.Slot, m.To)
+	}
+	return fmt.Sprintf("slot %d %.8s -> %.8s", m.Slot, m.From, m.To)
+}
 
 // Defaults for zero Options fields.
 const (
@@ -202,6 +207,8 @@ func resolve(snap *snapshot, moves []Move) ([]pair, error) {
 		switch {
 		case !ok:
 			return nil, bad("no node %q in the cluster (nodes: %s)", m.To, snap.list())
+		case to.IsReplica():
+			return nil, bad("target %s is a replica (of %s), not a master", snap.name(m.To), snap.name(to.MasterID))
 		case !to.IsMaster():
 			return nil, bad("target %s is not a master (%s)", snap.name(m.To), strings.Join(to.Flags, ","))
 		case !snap.answered(m.To):
