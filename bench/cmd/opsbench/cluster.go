@@ -168,7 +168,8 @@ func (c *benchCluster) rcl(ctx context.Context, args ...string) ([]byte, time.Du
 	return out, took, nil
 }
 
-// pidfile is where rcluster's process runtime records node i's pid.
+// pidfile is where rcluster's process runtime records the pid of the node
+// on port.
 func (c *benchCluster) pidfile(port int) string {
 	return filepath.Join(c.root, "state", "run", "redis_"+strconv.Itoa(port)+".pid")
 }
