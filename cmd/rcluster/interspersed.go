@@ -44,7 +44,9 @@ func interspersed(c *cli.Context) ([]string, error) {
 			i++
 			value = args[i]
 		}
-		if err := c.Set(name, value); err != nil {
+		// By the flag's first name: urfave/cli keeps a value per alias, and
+		// reads the first (c.String("file") would miss a Set("f", ...)).
+		if err := c.Set(f.Names()[0], value); err != nil {
 			return nil, usagef("%s: %w", a, err)
 		}
 	}
