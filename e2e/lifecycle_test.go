@@ -613,8 +613,9 @@ func TestUpRefusesNonEmptyNodes(t *testing.T) {
 	}
 }
 
-// TestUpRefusesChangedSpec: ports or replicas changed against the saved
-// cluster are refused with what differs; nothing is started.
+// TestUpRefusesChangedSpec: a host changed against the saved cluster is
+// refused with what differs; nothing is started. (Ports and replicas are
+// changed in place: scaling, tested in scale_test.go.)
 func TestUpRefusesChangedSpec(t *testing.T) {
 	redistest.Integration(t)
 	dir, ports := writeSpec(t, 6, 0, "")
@@ -622,13 +623,13 @@ func TestUpRefusesChangedSpec(t *testing.T) {
 	mustRun(t, dir, "down")
 	path := filepath.Join(dir, "cluster.yaml")
 	orig, _ := os.ReadFile(path)
-	changed := strings.Replace(string(orig), "replicas: 0", "replicas: 1", 1)
+	changed := strings.Replace(string(orig), "host: 127.0.0.1", "host: 127.0.0.2", 1)
 	if err := os.WriteFile(path, []byte(changed), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	r := rcluster(t, dir, "up")
-	if r.code != 1 || !strings.Contains(r.stderr, "replicas was 0, now 1") || !strings.Contains(r.stderr, "down --purge") {
-		t.Fatalf("up with changed replicas: exit %d:\n%s", r.code, r.stderr)
+	if r.code != 1 || !strings.Contains(r.stderr, "host was 127.0.0.1, now 127.0.0.2") || !strings.Contains(r.stderr, "down --purge") {
+		t.Fatalf("up with a changed host: exit %d:\n%s", r.code, r.stderr)
 	}
 	assertNothingLeft(t, ports)
 	// Restore: it comes back.

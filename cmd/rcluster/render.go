@@ -8,6 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/rcluster/rcluster/internal/cluster"
 	"github.com/rcluster/rcluster/internal/confgen"
 	"github.com/rcluster/rcluster/internal/slots"
 	"github.com/rcluster/rcluster/internal/spec"
@@ -71,6 +72,13 @@ func renderAll(w io.Writer, s *spec.Spec, configs, secrets bool) error {
 		return err
 	}
 	var b strings.Builder
+	// A formed cluster the spec now reshapes: what up would do, first.
+	if sp, err := (&cluster.Cluster{Spec: s}).PlanScale(); err != nil {
+		return err
+	} else if sp != nil {
+		sp.Write(&b)
+		b.WriteString("\n")
+	}
 	fmt.Fprintf(&b, "# rcluster render: cluster %q from %s; nothing was started or written.\n", s.Name, s.Describe())
 	fmt.Fprintf(&b, "# Slot plan: %d masters, %s each, state in %s\n", len(plan.Shards), plural(s.Replicas, "replica"), s.Dir)
 	writePlan(&b, plan)

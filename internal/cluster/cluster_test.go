@@ -19,6 +19,7 @@ import (
 	"github.com/rcluster/rcluster/internal/poll"
 	"github.com/rcluster/rcluster/internal/procmgr"
 	"github.com/rcluster/rcluster/internal/redisconn"
+	"github.com/rcluster/rcluster/internal/reshard"
 	"github.com/rcluster/rcluster/internal/spec"
 	"github.com/rcluster/rcluster/internal/statedir"
 	"github.com/rcluster/rcluster/internal/topology"
@@ -53,7 +54,9 @@ func TestConflictError(t *testing.T) {
 func TestUpRefusesConflictingSpecBeforeStarting(t *testing.T) {
 	s := testSpec(t, 7001, 7002, 7003)
 	c := &Cluster{Spec: s, Log: &bytes.Buffer{}}
-	writeFile(t, statedir.Path(s.Dir), `{"name":"t","host":"127.0.0.1","ports":[7001,7002,7003,7004,7005,7006],"replicas":1}`)
+	// Another host: a change up cannot make on a running cluster (ports
+	// and replicas alone it reshapes in place).
+	writeFile(t, statedir.Path(s.Dir), `{"name":"t","host":"127.0.0.2","ports":[7001,7002,7003],"replicas":1}`)
 	err := c.Up(context.Background(), UpOptions{Timeout: 10 * time.Second})
 	var ce *ConflictError
 	if !errors.As(err, &ce) || len(ce.Diffs) != 2 {
@@ -410,5 +413,13 @@ func TestProblems(t *testing.T) {
 func TestEventsFileInLayout(t *testing.T) {
 	if statedir.EventsFile != events.FileName {
 		t.Fatalf("statedir.EventsFile %q != events.FileName %q", statedir.EventsFile, events.FileName)
+	}
+}
+
+func TestCollapseMovesEachSlotOnce(t *testing.T) {
+	got := collapse([]reshard.Move{{Slot: 1, From: "a", To: "b"}, {Slot: 2, From: "a", To: "b"}, {Slot: 1, From: "b", To: "c"}, {Slot: 3, From: "c", To: "a"}, {Slot: 3, From: "a", To: "c"}})
+	want := []reshard.Move{{Slot: 1, From: "a", To: "c"}, {Slot: 2, From: "a", To: "b"}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("collapse = %v, want %v", got, want)
 	}
 }

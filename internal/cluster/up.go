@@ -108,9 +108,13 @@ func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 	if err != nil {
 		return err
 	}
+	scaling := false
 	if saved != nil {
 		if d := diffState(*saved, c.wantState()); len(d) > 0 {
-			return &ConflictError{Dir: s.Dir, Diffs: d}
+			if !scalable(*saved, c.wantState()) {
+				return &ConflictError{Dir: s.Dir, Diffs: d}
+			}
+			scaling = true // ports and/or replicas: reshape the running cluster
 		}
 		if err := c.checkRuntimeSwitch(ctx, saved); err != nil {
 			return err
@@ -122,6 +126,9 @@ func (c *Cluster) Up(ctx context.Context, o UpOptions) (err error) {
 	}
 	if err := c.ensureTLS(); err != nil {
 		return err
+	}
+	if scaling {
+		return c.scale(ctx, saved, state, begin)
 	}
 	prov, err := c.provider(ctx)
 	if err != nil {
