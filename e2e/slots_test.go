@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -336,4 +337,45 @@ func containsStr(xs []string, x string) bool {
 		}
 	}
 	return false
+}
+
+// TestInterruptedMigrationRepairedByUp: rcluster killed with SIGKILL in
+// the middle of a migration leaves open slots that verify names, and the
+// next `rcluster up` completes them without losing a key.
+func TestInterruptedMigrationRepairedByUp(t *testing.T) {
+	dir, ports := writeSpec(t, 3, 0, "")
+	mustRun(t, dir, "up")
+	preload(t, addrsOf(ports), 30000)
+	cmd := exec.Command(binary, "migrate", "--slots", "0-5460", "--to", strconv.Itoa(ports[2]))
+	cmd.Dir = dir
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Kill it as soon as the source shows a slot migrating.
+	src := redis.NewClient(&redis.Options{Addr: addr(ports[0])})
+	defer src.Close()
+	killed := false
+	for i := 0; i < 2000 && !killed; i++ {
+		txt, _ := src.ClusterNodes(context.Background()).Result()
+		if strings.Contains(txt, "->-") {
+			_ = cmd.Process.Kill()
+			killed = true
+		}
+	}
+	_ = cmd.Wait()
+	if !killed {
+		t.Fatal("the migration never showed an open slot")
+	}
+	r := rcluster(t, dir, "verify")
+	if r.code != 1 || !strings.Contains(r.stderr, "migrating to") {
+		t.Errorf("verify after rcluster was killed mid-migration: exit %d, want 1 naming the open slots:\n%s", r.code, r.stderr)
+	}
+	r = mustRun(t, dir, "up")
+	if !strings.Contains(r.stderr, "interrupted slot migration") {
+		t.Errorf("up did not say it completed the interrupted migration:\n%s", r.stderr)
+	}
+	settled(t, ports)
+	if got := dbsizes(t, ports); got != 30000 {
+		t.Errorf("keys after the repair: %d, want 30000", got)
+	}
 }

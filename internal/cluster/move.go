@@ -311,3 +311,28 @@ func ParseSlots(s string) ([]int, error) {
 	}
 	return out, nil
 }
+
+// hasOpenSlots reports whether a node shows a slot being migrated.
+func (c *Cluster) hasOpenSlots(ctx context.Context) bool {
+	open, err := migrate.Open(ctx, c.Spec.Addrs(), c.Conn)
+	return err == nil && len(open) > 0
+}
+
+// finishOpen completes slot migrations left open (an interrupted migrate,
+// reshard, rebalance or scale; a node that died mid-way), as up's part of
+// bringing the cluster back to a healthy shape. It never finalises a slot
+// whose source still holds keys (migrate.Finish).
+func (c *Cluster) finishOpen(ctx context.Context, begin func(string)) error {
+	open, err := migrate.Open(ctx, c.Spec.Addrs(), c.Conn)
+	if err != nil || len(open) == 0 {
+		return nil // not answering yet: the wait that follows says why
+	}
+	begin(fmt.Sprintf("Completing %d interrupted slot migration(s)", len(open)))
+	res, err := migrate.Finish(ctx, c.Spec.Addrs(), c.Conn, migrate.Options{Log: c.log()})
+	c.status().End(err == nil)
+	c.recordMoves("up: finish interrupted migrations", res, err)
+	if err != nil {
+		return fmt.Errorf("interrupted slot migrations: %w", err)
+	}
+	return nil
+}

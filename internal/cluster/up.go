@@ -197,7 +197,7 @@ func (c *Cluster) bringUp(ctx context.Context, prov provider.Provider, o UpOptio
 		return false, fmt.Errorf("%s %s running but not answering (stopped with SIGSTOP, or overloaded?); nothing was started; resume %s or run `rcluster down`",
 			strings.Join(frozen, ", "), isAre(len(frozen)), itThem(len(frozen)))
 	}
-	if len(missing) == 0 {
+	if len(missing) == 0 && !c.hasOpenSlots(ctx) {
 		// Everything runs: a healthy cluster is a no-op. (WaitReady returns
 		// on its first good round; the bound only matters when it is not.)
 		qctx, qcancel := context.WithTimeout(ctx, 3*time.Second)
@@ -454,6 +454,9 @@ func (c *Cluster) formOrWait(ctx context.Context, addrs []string, begin func(str
 		return fmt.Errorf("nodes %s have no cluster state while %s do (lost nodes.conf?); refusing to mix them; run `rcluster down --purge` to start over",
 			strings.Join(fresh, ", "), strings.Join(formed, ", "))
 	default:
+		if err := c.finishOpen(ctx, begin); err != nil {
+			return err
+		}
 		begin(waitWhat)
 		werr := slots.WaitReady(ctx, addrs, len(addrs), c.Conn)
 		st.End(werr == nil)
