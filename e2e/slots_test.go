@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -320,8 +321,19 @@ func TestMigrateHoldGivesRealASKAndTryagain(t *testing.T) {
 	if err := mg.Err(); err == nil || !strings.HasPrefix(err.Error(), "TRYAGAIN") {
 		t.Errorf("MGET of a moved and an unmoved key of the held slot: %v, want TRYAGAIN", err)
 	}
-	if r := rcluster(t, dir, "status"); r.code != 1 || !strings.Contains(r.stderr, "migrating") {
-		t.Errorf("status during a held migration: exit %d, want 1 naming the open slot:\n%s", r.code, r.stderr)
+	if r := rcluster(t, dir, "status"); r.code != 1 || !strings.Contains(r.stderr, "migrating") ||
+		!strings.Contains(r.stdout, fmt.Sprintf("migrating slot %d: %s -> %s", slot, addr(ports[0]), addr(ports[1]))) {
+		t.Errorf("status during a held migration: exit %d, want 1 naming the open slot:\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	var vj struct {
+		Open []struct {
+			Slot        int
+			Node, State string
+		} `json:"open_slots"`
+	}
+	r := rcluster(t, dir, "verify", "--json")
+	if err := json.Unmarshal([]byte(r.stdout), &vj); err != nil || r.code != 1 || len(vj.Open) != 2 || vj.Open[0].Slot != slot {
+		t.Errorf("verify --json during a held migration: exit %d, open_slots %+v (%v)", r.code, vj.Open, err)
 	}
 	mustRun(t, dir, "migrate", "--finish")
 	settled(t, ports)

@@ -148,15 +148,20 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 					}
 					sts := cl.NodeStatuses(c.Context)
 					problems := cluster.Problems(sts)
+					open, _ := cl.OpenSlots(c.Context) // what is being migrated, if any
 					var err2 error
 					if c.Bool("json") {
 						enc := json.NewEncoder(stdout)
 						enc.SetIndent("", "  ")
 						// "problems": [] rather than null when healthy.
 						err2 = enc.Encode(map[string]any{"name": cl.Spec.Name, "healthy": len(problems) == 0,
-							"problems": append([]string{}, problems...), "nodes": sts})
+							"problems": append([]string{}, problems...), "nodes": sts, "open_slots": open})
 					} else {
 						err2 = cluster.WriteStatusTable(stdout, sts)
+						for _, o := range open {
+							fmt.Fprintf(stdout, "migrating slot %d: %s -> %s (keys: %d left on the source, %d on the target)\n",
+								o.Slot, o.Source.Addr, o.Target.Addr, o.SourceKeys, o.TargetKeys)
+						}
 					}
 					if err2 != nil || len(problems) == 0 {
 						return err2
@@ -328,9 +333,13 @@ type jsonCheck struct {
 
 func writeJSONReport(w io.Writer, rep verify.Report) error {
 	out := struct {
-		OK     bool        `json:"ok"`
-		Checks []jsonCheck `json:"checks"`
-	}{OK: rep.OK, Checks: []jsonCheck{}}
+		OK     bool              `json:"ok"`
+		Checks []jsonCheck       `json:"checks"`
+		Open   []verify.OpenSlot `json:"open_slots"`
+	}{OK: rep.OK, Checks: []jsonCheck{}, Open: rep.Open}
+	if out.Open == nil {
+		out.Open = []verify.OpenSlot{}
+	}
 	for _, c := range rep.Checks {
 		out.Checks = append(out.Checks, jsonCheck{Name: c.Name, OK: c.OK,
 			DurationMS: float64(c.Duration.Microseconds()) / 1000, Detail: c.Detail, Skipped: c.Skipped})

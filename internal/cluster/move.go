@@ -148,12 +148,16 @@ func (c *Cluster) MigrateAbort(ctx context.Context, o MoveOptions) (*migrate.Res
 	return res, err
 }
 
-// OpenSlots lists the slots being migrated (open) right now.
+// OpenSlots lists the slots being migrated (open) right now (never nil).
 func (c *Cluster) OpenSlots(ctx context.Context) ([]migrate.OpenSlot, error) {
 	if err := c.ensureConn(); err != nil {
-		return nil, err
+		return []migrate.OpenSlot{}, err
 	}
-	return migrate.Open(ctx, c.Spec.Addrs(), c.Conn)
+	open, err := migrate.Open(ctx, c.Spec.Addrs(), c.Conn)
+	if open == nil {
+		open = []migrate.OpenSlot{}
+	}
+	return open, err
 }
 
 // MovePlan is what Reshard or Rebalance moves (or, dry, would move).

@@ -9,10 +9,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/rcluster/rcluster/internal/poll"
 	"github.com/rcluster/rcluster/internal/redisconn"
+	"github.com/rcluster/rcluster/internal/topology"
 )
 
 // Expect is what the cluster should look like; zero fields are not checked.
@@ -53,6 +55,48 @@ type Result struct {
 type Report struct {
 	OK     bool     `json:"ok"`
 	Checks []Result `json:"checks"`
+	// Open lists the slots being migrated (MIGRATING on a source,
+	// IMPORTING on a target), as the nodes themselves report them.
+	Open []OpenSlot `json:"open_slots"`
+}
+
+// OpenSlot is one node's end of a slot migration.
+type OpenSlot struct {
+	Slot int    `json:"slot"`
+	Node string `json:"node"`
+	// State is "migrating" (Node is the source) or "importing" (the
+	// target); Peer is the other end.
+	State string `json:"state"`
+	Peer  string `json:"peer"`
+}
+
+func slotsOf(m map[int]string) []int {
+	out := make([]int, 0, len(m))
+	for s := range m {
+		out = append(out, s)
+	}
+	sort.Ints(out)
+	return out
+}
+
+// openSlots reads every answering node's own line for open slots.
+func openSlots(snap *Snapshot) []OpenSlot {
+	out := []OpenSlot{}
+	for _, v := range snap.OK() {
+		peer := func(id string) string {
+			if n, ok := topology.FindNode(v.Nodes, id); ok {
+				return n.Addr
+			}
+			return id
+		}
+		for _, s := range slotsOf(v.Me.Migrating) {
+			out = append(out, OpenSlot{Slot: s, Node: v.Addr, State: "migrating", Peer: peer(v.Me.Migrating[s])})
+		}
+		for _, s := range slotsOf(v.Me.Importing) {
+			out = append(out, OpenSlot{Slot: s, Node: v.Addr, State: "importing", Peer: peer(v.Me.Importing[s])})
+		}
+	}
+	return out
 }
 
 // Failed returns the failed checks (not the skipped ones).
@@ -124,6 +168,7 @@ func Run(ctx context.Context, o Options, onResult func(Result)) Report {
 	if snap == nil {
 		return rep
 	}
+	rep.Open = openSlots(snap)
 	env := &Env{Opts: o, Snap: snap, RunID: newRunID()}
 	topoOK := true
 	for _, c := range All() {
