@@ -54,3 +54,30 @@ func TestDockerNodeOpsAndFailover(t *testing.T) {
 		t.Errorf("unknown node on docker: exit %d, want 2", r.code)
 	}
 }
+
+// TestDockerMigrateAndScale: slot moves and scaling by editing the spec on
+// runtime docker, with a client writing and reading throughout: migrate,
+// reshard, a scale from 3 to 4 masters (a new container started and
+// joined) and back; nothing lost, every node agreeing after each command.
+func TestDockerMigrateAndScale(t *testing.T) {
+	dir, ports, _ := dockerSpec(t, 4, 0, "")
+	setPorts(t, dir, ports[3], ports[2])
+	three := ports[:3]
+	mustRun(t, dir, "up")
+	preload(t, addrsOf(three), 5000)
+	w := startWorkload(t, addrsOf(three))
+	mustRun(t, dir, "migrate", "--slots", "0-499", "--to", strconv.Itoa(three[1]))
+	settled(t, three)
+	mustRun(t, dir, "reshard", "--to", strconv.Itoa(three[0]), "--slots", "700")
+	settled(t, three)
+	setPorts(t, dir, ports[2], ports[3])
+	mustRun(t, dir, "up")
+	settled(t, ports)
+	setPorts(t, dir, ports[3], ports[2])
+	mustRun(t, dir, "up")
+	settled(t, three)
+	w.stop(t, addrsOf(three))
+	if got, want := dbsizes(t, three), int64(5000+len(w.last)); got != want {
+		t.Errorf("keys after the moves on docker: %d, want %d", got, want)
+	}
+}
