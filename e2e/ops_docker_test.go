@@ -53,6 +53,12 @@ func TestDockerNodeOpsAndFailover(t *testing.T) {
 	if r := rcluster(t, dir, "node", "kill", "127.0.0.1:1"); r.code != 2 {
 		t.Errorf("unknown node on docker: exit %d, want 2", r.code)
 	}
+	r := mustRun(t, dir, "events", "--json")
+	for _, kind := range []string{`"kind":"failover"`, `"kind":"node"`, `"kind":"reset"`} {
+		if !strings.Contains(r.stdout, kind) {
+			t.Errorf("events on docker lack %s:\n%s", kind, r.stdout)
+		}
+	}
 }
 
 // TestDockerMigrateAndScale: slot moves and scaling by editing the spec on
