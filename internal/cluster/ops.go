@@ -152,6 +152,16 @@ func (c *Cluster) Node(ctx context.Context, op NodeOp, names []string, o NodeOpt
 			return nil, err
 		}
 	}
+	if op == Start {
+		// Starting a node that runs is nothing to do (not a busy port).
+		states, err := prov.Inspect(ctx)
+		if err != nil {
+			return nil, err
+		}
+		nodes = slices.DeleteFunc(nodes, func(n spec.Node) bool {
+			return slices.ContainsFunc(states, func(st provider.NodeState) bool { return st.Node == n && st.Running })
+		})
+	}
 	start := time.Now()
 	res := make([]NodeResult, len(nodes))
 	errs := make([]error, len(nodes))
