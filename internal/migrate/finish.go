@@ -529,42 +529,6 @@ func abortGroups(plans []plan, snap *snapshot) (first, second, inPlace []plan) {
 	return first, second, inPlace
 }
 
-// returnKeys moves the keys an importing target holds back to the slot's
-// owner in place and closes the slot (p.src: the owner, p.dst: the
-// target). The owner is made STABLE first: a MIGRATING owner refuses the
-// keys (see Abort). Then the target, which serves MIGRATE for a slot it
-// imports (verified on 7.0.15, with or without ASKING; a node that
-// neither owns nor imports a slot answers MOVED), sends them back batch by
-// batch without REPLACE. A key the owner already holds got there after
-// the STABLE, written by a client, and is newer than the target's copy:
-// on BUSYKEY the target's copy of each such key is deleted (ASKING DEL).
-// The target is made STABLE only once it holds no key of the slot (STABLE
-// on a target that holds keys orphans them, #4937).
-func (e *engine) returnKeys(ctx context.Context, p pair) (int64, int, error) {
-	if _, migrating := p.src.Migrating[p.slot]; migrating {
-		if err := e.call(ctx, p.src.Addr, "CLUSTER", "SETSLOT", p.slot, "STABLE").Err(); err != nil {
-			return 0, 0, fmt.Errorf("slot %d: node %s: setslot stable: %w", p.slot, p.src.Addr, err)
-		}
-	}
-	if _, importing := p.dst.Importing[p.slot]; !importing {
-		if err := e.call(ctx, p.dst.Addr, "CLUSTER", "SETSLOT", p.slot, "IMPORTING", p.src.ID).Err(); err != nil {
-			return 0, 0, fmt.Errorf("slot %d: node %s: setslot importing: %w", p.slot, p.dst.Addr, err)
-		}
-	}
-	moved, batches, err := e.drain(ctx, p.dst, p.src, p.slot, false, true)
-	if err != nil {
-		return moved, batches, err
-	}
-	n, err := e.call(ctx, p.dst.Addr, "CLUSTER", "COUNTKEYSINSLOT", p.slot).Int64()
-	if err != nil || n != 0 {
-		return moved, batches, fmt.Errorf("slot %d: node %s: still holds %d keys of it (%v): not closing it", p.slot, p.dst.Addr, n, err)
-	}
-	if err := e.call(ctx, p.dst.Addr, "CLUSTER", "SETSLOT", p.slot, "STABLE").Err(); err != nil {
-		return moved, batches, fmt.Errorf("slot %d: node %s: setslot stable: %w", p.slot, p.dst.Addr, err)
-	}
-	return moved, batches, nil
-}
-
 // dropShadowed deletes from holder (an importing target, with ASKING) each
 // of keys that owner also holds: the owner's copy was written after the
 // owner stopped migrating the slot, so it is the newer one.

@@ -22,6 +22,7 @@ type tc struct {
 	addrs []string
 	conn  redisconn.Options
 	cc    *redis.ClusterClient
+	cls   map[string]*redis.Client
 }
 
 // startCluster starts n nodes (cluster-node-timeout 5000, as the brief
@@ -31,7 +32,7 @@ func startCluster(t *testing.T, n, replicas int) *tc {
 	redistest.Integration(t)
 	nodes := redistest.Start(t, n, "--cluster-node-timeout", "5000")
 	redistest.CreateCluster(t, nodes, replicas)
-	c := &tc{t: t, nodes: nodes, addrs: redistest.Addrs(nodes), conn: redisconn.Options{Timeout: 2 * time.Second}}
+	c := &tc{t: t, nodes: nodes, addrs: redistest.Addrs(nodes), conn: redisconn.Options{Timeout: 2 * time.Second}, cls: map[string]*redis.Client{}}
 	c.cc = c.conn.Cluster(c.addrs)
 	t.Cleanup(func() { c.cc.Close() })
 	return c
@@ -44,9 +45,15 @@ func testCtx(t *testing.T, d time.Duration) context.Context {
 	return ctx
 }
 
+// client is a plain client to one node (no ASKING, no redirects
+// followed), one per address for the whole test.
 func (c *tc) client(addr string) *redis.Client {
-	cl := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, Protocol: 2, DisableIdentity: true})
-	c.t.Cleanup(func() { cl.Close() })
+	cl, ok := c.cls[addr]
+	if !ok {
+		cl = redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, Protocol: 2, DisableIdentity: true})
+		c.cls[addr] = cl
+		c.t.Cleanup(func() { cl.Close() })
+	}
 	return cl
 }
 

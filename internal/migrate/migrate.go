@@ -49,11 +49,11 @@ const (
 	// DefaultBatch keys per MIGRATE: one MIGRATE blocks the source while it
 	// runs, and 1000 keys of 100 bytes take about a millisecond.
 	DefaultBatch = 1000
-	// DefaultParallel slots in flight at once.
-	DefaultParallel = 16
+	// DefaultParallel slots in flight at once (4 chunks of 32, see run).
+	DefaultParallel = 128
 	// DefaultTimeout is MIGRATE's own timeout (each I/O step between the
 	// source and the target).
-	DefaultTimeout = 10 * time.Second
+	DefaultTimeout = 5 * time.Second
 	// DefaultAgreeTimeout bounds the final wait for every node to agree
 	// when ctx has no deadline.
 	DefaultAgreeTimeout = 60 * time.Second
