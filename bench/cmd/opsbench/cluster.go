@@ -19,12 +19,16 @@ import (
 	"github.com/rcluster/rcluster/internal/redisconn"
 )
 
-// The cluster every benchmark works on: 3 masters with one replica each,
-// the shape issue 13's figures are about.
-const (
-	clusterNodes   = 6
-	clusterMasters = 3
-)
+// Every benchmark's cluster starts with 3 masters.
+const clusterMasters = 3
+
+// shape is a benchmark cluster's size: the ports it holds (block), the
+// nodes its spec lists at first (the block's first ones) and the replicas
+// per master.
+type shape struct{ block, nodes, replicas int }
+
+// opsShape is issue 13's cluster: 3 masters with one replica each.
+var opsShape = shape{block: 6, nodes: 6, replicas: 1}
 
 // benchCluster is one cluster made by `rcluster up` of a spec the harness
 // wrote into a temp dir of its own, on a port block held through
@@ -32,50 +36,65 @@ const (
 // `go test` never takes their ports).
 type benchCluster struct {
 	cfg         *config
+	name        string
 	root        string // temp dir: the spec, rcluster's state, command logs
 	spec        string
 	base        int
+	shape       shape
+	nodes       int // the spec's nodes now (a scale changes them)
 	nodeTimeout time.Duration
 	release     func()
 	started     bool // up was attempted: close must bring it down
 	clients     map[string]*redis.Client
 	elections   elections
-	seq         int // numbers the command logs
+	seq         int   // numbers the command logs
+	keys        int   // keys written so far (0: none yet)
+	dirty       bool  // a timed step changed the cluster: the next one needs a new one
+	hand        []int // ports of nodes the hand way started outside the spec
 }
 
 // newCluster reserves a port block and writes the spec; nothing runs yet.
-func newCluster(cfg *config, name string, nodeTimeout time.Duration) (*benchCluster, error) {
-	base, release, err := portblock.Reserve(clusterNodes)
+func newCluster(cfg *config, name string, nodeTimeout time.Duration, sh shape) (*benchCluster, error) {
+	base, release, err := portblock.Reserve(sh.block)
 	if err != nil {
-		return nil, fmt.Errorf("ports for %d nodes: %w", clusterNodes, err)
+		return nil, fmt.Errorf("ports for %d nodes: %w", sh.block, err)
 	}
 	root, err := os.MkdirTemp("", "opsbench-")
 	if err != nil {
 		release()
 		return nil, err
 	}
-	c := &benchCluster{cfg: cfg, root: root, spec: filepath.Join(root, "cluster.yaml"), base: base,
+	c := &benchCluster{cfg: cfg, name: name, root: root, spec: filepath.Join(root, "cluster.yaml"), base: base, shape: sh,
 		nodeTimeout: nodeTimeout, release: release, clients: map[string]*redis.Client{}}
-	if err := os.WriteFile(c.spec, []byte(specYAML(name, base, filepath.Join(root, "state"), nodeTimeout)), 0o600); err != nil {
+	if err := c.writeSpec(sh.nodes); err != nil {
 		c.close()
 		return nil, err
 	}
 	return c, nil
 }
 
-// specYAML is the spec of the benchmarks' cluster: 6 nodes, 1 replica per
-// master, the given cluster-node-timeout.
-func specYAML(name string, base int, dir string, nodeTimeout time.Duration) string {
-	return fmt.Sprintf("name: %s\nhost: 127.0.0.1\nports: \"%d-%d\"\nreplicas: 1\ndir: %s\nconfig:\n  cluster-node-timeout: %d\n",
-		name, base, base+clusterNodes-1, dir, nodeTimeout.Milliseconds())
+// writeSpec (re)writes the spec with the block's first n ports: the next
+// `rcluster up` scales a running cluster to them.
+func (c *benchCluster) writeSpec(n int) error {
+	c.nodes = n
+	return os.WriteFile(c.spec, []byte(specYAML(c.name, c.base, n, c.shape.replicas, filepath.Join(c.root, "state"), c.nodeTimeout)), 0o600)
 }
 
-func (c *benchCluster) ports() string { return fmt.Sprintf("%d-%d", c.base, c.base+clusterNodes-1) }
+// specYAML is the spec of a benchmark cluster: n nodes from base, the
+// given replicas per master and cluster-node-timeout.
+func specYAML(name string, base, n, replicas int, dir string, nodeTimeout time.Duration) string {
+	return fmt.Sprintf("name: %s\nhost: 127.0.0.1\nports: \"%d-%d\"\nreplicas: %d\ndir: %s\nconfig:\n  cluster-node-timeout: %d\n",
+		name, base, base+n-1, replicas, dir, nodeTimeout.Milliseconds())
+}
+
+// ports is the whole block the cluster holds.
+func (c *benchCluster) ports() string { return fmt.Sprintf("%d-%d", c.base, c.base+c.shape.block-1) }
 
 func (c *benchCluster) addr(i int) string { return "127.0.0.1:" + strconv.Itoa(c.base+i) }
 
+// addrs are the nodes the spec lists now.
 func (c *benchCluster) addrs() []string {
-	out := make([]string, clusterNodes)
+	out := make([]string, c.nodes)
 	for i := range out {
 		out[i] = c.addr(i)
 	}
@@ -116,6 +135,13 @@ func (c *benchCluster) closeClients() {
 // working under the temp dir (a failed run), removes the dir and frees the
 // ports, in that order.
 func (c *benchCluster) close() {
+	if len(c.hand) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if err := c.stopHand(ctx); err != nil {
+			fmt.Fprintln(c.cfg.progressOut, "opsbench:", err)
+		}
+		cancel()
+	}
 	c.closeClients()
 	if c.started {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -130,42 +156,59 @@ func (c *benchCluster) close() {
 }
 
 // rcl runs `rcluster <command> -f <spec> <args...>` and returns its stdout and wall
-// time, from just before the process is started to its exit. Output goes
-// to files, not pipes: daemons rcluster starts must not hold a pipe open
-// that Wait would wait for. A failure carries the stderr tail.
+// time (see run).
 func (c *benchCluster) rcl(ctx context.Context, args ...string) ([]byte, time.Duration, error) {
-	c.seq++
-	stem := filepath.Join(c.root, fmt.Sprintf("%03d-%s", c.seq, strings.Join(args[:min(2, len(args))], "-")))
-	outF, err := os.Create(stem + ".out")
-	if err != nil {
-		return nil, 0, err
-	}
-	defer outF.Close()
-	errF, err := os.Create(stem + ".err")
-	if err != nil {
-		return nil, 0, err
-	}
-	defer errF.Close()
+	out, _, took, err := c.rclLog(ctx, args...)
+	return out, took, err
+}
+
+// rclLog is rcl that also returns stderr, where `up -v` prints its steps.
+func (c *benchCluster) rclLog(ctx context.Context, args ...string) (stdout, stderr []byte, took time.Duration, err error) {
 	// -f right after the command word: rcluster (at 62840b1) ignores a
 	// short -f given after a NODE argument and falls back to the default
 	// spec.
 	argv := append([]string{args[0], "-f", c.spec}, args[1:]...)
-	cmd := exec.CommandContext(ctx, c.cfg.rcluster, argv...)
+	return c.run(ctx, strings.Join(args[:min(2, len(args))], "-"), c.cfg.rcluster, argv...)
+}
+
+// run runs bin with argv and returns its stdout, stderr and wall time,
+// from just before the process is started to its exit. Output goes to
+// files named after label, not pipes: daemons rcluster (or the hand way)
+// starts must not hold a pipe open that Wait would wait for. A failure
+// carries the stderr tail (or stdout's, which is where redis-cli reports).
+func (c *benchCluster) run(ctx context.Context, label, bin string, argv ...string) (stdout, stderr []byte, took time.Duration, err error) {
+	c.seq++
+	stem := filepath.Join(c.root, fmt.Sprintf("%03d-%s", c.seq, label))
+	outF, err := os.Create(stem + ".out")
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	defer outF.Close()
+	errF, err := os.Create(stem + ".err")
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	defer errF.Close()
+	cmd := exec.CommandContext(ctx, bin, argv...)
 	cmd.Stdout, cmd.Stderr = outF, errF
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // Ctrl-C reaches the harness only
 	cmd.WaitDelay = 2 * time.Second
 	t0 := time.Now()
 	err = cmd.Run()
-	took := time.Since(t0)
-	out, _ := os.ReadFile(stem + ".out")
+	took = time.Since(t0)
+	stdout, _ = os.ReadFile(stem + ".out")
+	stderr, _ = os.ReadFile(stem + ".err")
 	if err != nil {
-		msg, _ := os.ReadFile(stem + ".err")
+		msg := bytes.TrimSpace(stderr)
+		if len(msg) == 0 {
+			msg = bytes.TrimSpace(stdout)
+		}
 		if len(msg) > 1500 {
 			msg = msg[len(msg)-1500:]
 		}
-		return out, took, fmt.Errorf("rcluster %s: %w\n%s", strings.Join(args, " "), err, bytes.TrimSpace(msg))
+		return stdout, stderr, took, fmt.Errorf("%s %s: %w\n%s", filepath.Base(bin), strings.Join(argv, " "), err, msg)
 	}
-	return out, took, nil
+	return stdout, stderr, took, nil
 }
 
 // pidfile is where rcluster's process runtime records the pid of the node
@@ -175,20 +218,20 @@ func (c *benchCluster) pidfile(port int) string {
 }
 
 // provenPid is the pid of the redis-server serving port, proven three
-// ways before the hand path may signal it: its pidfile in this cluster's
-// state dir names it, it is a redis-server working under the temp dir, and
-// the node on the port reports it as its process_id.
-func (c *benchCluster) provenPid(ctx context.Context, port int) (int, error) {
-	b, err := os.ReadFile(c.pidfile(port))
+// ways before the hand path may signal it: pidfile names it, it is a
+// redis-server working under the temp dir, and the node on the port
+// reports it as its process_id.
+func (c *benchCluster) provenPid(ctx context.Context, port int, pidfile string) (int, error) {
+	b, err := os.ReadFile(pidfile)
 	if err != nil {
 		return 0, err
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil || pid <= 1 {
-		return 0, fmt.Errorf("pidfile %s: bad pid %q", c.pidfile(port), b)
+		return 0, fmt.Errorf("pidfile %s: bad pid %q", pidfile, b)
 	}
 	if !isRedisUnder(pid, c.root) {
-		return 0, fmt.Errorf("pid %d of %s is not a redis-server under %s", pid, c.pidfile(port), c.root)
+		return 0, fmt.Errorf("pid %d of %s is not a redis-server under %s", pid, pidfile, c.root)
 	}
 	info, err := c.client("127.0.0.1:"+strconv.Itoa(port)).Info(ctx, "server").Result()
 	if err != nil {

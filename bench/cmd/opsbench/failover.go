@@ -50,7 +50,7 @@ func failoverCase(nodeTimeout time.Duration) *CaseResult {
 // way, in alternating order, each path on a different shard: neither
 // inherits the other's election (Redis 7.0's retry windows) or resync.
 func failoverRun(ctx context.Context, cfg *config, nodeTimeout time.Duration, i int, s *Sample) error {
-	c, err := newCluster(cfg, fmt.Sprintf("opsbench-failover-%d-%d", nodeTimeout.Milliseconds(), i+1), nodeTimeout)
+	c, err := newCluster(cfg, fmt.Sprintf("opsbench-failover-%d-%d", nodeTimeout.Milliseconds(), i+1), nodeTimeout, opsShape)
 	if err != nil {
 		return err
 	}

@@ -131,7 +131,7 @@ func handKill(ctx context.Context, c *benchCluster, masterAddr string, s *Sample
 	if err != nil {
 		return err
 	}
-	pid, err := c.provenPid(ctx, m.Port())
+	pid, err := c.provenPid(ctx, m.Port(), c.pidfile(m.Port()))
 	if err != nil {
 		return err
 	}

@@ -11,7 +11,22 @@
 //     write was acknowledged again; `rcluster reset` restores the cluster
 //     after each kill;
 //   - `rcluster reset` of the cluster holding -keys keys, without and with
-//     one failback, against a fresh `down --purge` + `up`.
+//     one failback, against a fresh `down --purge` + `up`;
+//
+// and issue 14's on 3 masters without replicas (node timeout 5000)
+// holding keys of 100 bytes spread over every slot:
+//
+//   - `rcluster reshard` of one third of the slots (all 5461 of the first
+//     master's, to the third) against `redis-cli --cluster reshard`, with
+//     its default pipeline and with --cluster-pipeline 1000, for each of
+//     -reshard-keys;
+//   - scaling to 6 masters by an edited spec and `rcluster up -v` (its
+//     steps timed apart) against starting 3 nodes, `redis-cli --cluster
+//     add-node` and `redis-cli --cluster rebalance --cluster-use-empty-masters`.
+//
+// After every rcluster command that moves slots the harness checks,
+// untimed, that `redis-cli --cluster check` passes and that no key was
+// lost or stranded, and fails the run loudly when not.
 //
 // Every timed step starts from a settled cluster on a quiet host, and
 // outside Redis 7.0's election retry windows. Timings are reported, never
@@ -19,7 +34,7 @@
 //
 // Usage (from the repository root):
 //
-//	go run ./bench/cmd/opsbench -rcluster ./bin/rcluster [-runs 5] [-cases failover,kill,reset] [-json out.json]
+//	go run ./bench/cmd/opsbench -rcluster ./bin/rcluster [-runs 5] [-cases failover,kill,reset,reshard,scale] [-json out.json]
 package main
 
 import (
@@ -48,6 +63,9 @@ type config struct {
 	failoverNT  []time.Duration
 	killNT      time.Duration
 	keys        int
+	reshardKeys []int
+	scaleKeys   int
+	runsLarge   int
 	timeout     time.Duration
 	waitIdle    time.Duration
 	pollPause   time.Duration
@@ -63,13 +81,16 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-var allCases = []string{"failover", "kill", "reset"}
+var allCases = []string{"failover", "kill", "reset", "reshard", "scale"}
+
+// largeKeys is the key count above which a case runs -runs-large times.
+const largeKeys = 100000
 
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("opsbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfg := config{progressOut: stderr}
-	var cases, fnt string
+	var cases, fnt, rkeys string
 	fs.StringVar(&cfg.rcluster, "rcluster", "./bin/rcluster", "rcluster binary to benchmark")
 	fs.StringVar(&cfg.redisCli, "redis-cli", "redis-cli", "redis-cli binary for the hand way")
 	fs.IntVar(&cfg.runs, "runs", 5, "runs per case (each run does both ways)")
@@ -77,6 +98,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&fnt, "failover-timeouts", "5000,1000", "cluster-node-timeout values (ms) of the graceful failover cases")
 	killNT := fs.Int("kill-timeout", 1000, "cluster-node-timeout (ms) of the kill case")
 	fs.IntVar(&cfg.keys, "keys", 10000, "keys the cluster holds before each reset")
+	fs.StringVar(&rkeys, "reshard-keys", "100000,1000000", "key counts (comma-separated) of the reshard cases, 100 bytes each")
+	fs.IntVar(&cfg.scaleKeys, "scale-keys", 100000, "keys (100 bytes each) the cluster holds before each scale")
+	fs.IntVar(&cfg.runsLarge, "runs-large", 1, fmt.Sprintf("runs of the reshard and scale cases with more than %d keys", largeKeys))
 	fs.DurationVar(&cfg.timeout, "timeout", 2*time.Minute, "deadline of each step")
 	fs.DurationVar(&cfg.waitIdle, "wait-idle", 20*time.Second, "before each timed step, wait up to this long for the host CPUs to be less than 25% busy and fewer than 2000 TCP sockets in TIME_WAIT (0: just measure)")
 	fs.DurationVar(&cfg.pollPause, "poll", time.Millisecond, "pause between the hand way's polling rounds (and the write probe's writes)")
@@ -85,15 +109,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if err := cfg.check(cases, fnt, *killNT, fs.NArg()); err != nil {
+	if err := cfg.check(cases, fnt, rkeys, *killNT, fs.NArg()); err != nil {
 		fmt.Fprintln(stderr, "opsbench:", err)
 		return 2
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	finished := make(chan struct{})
+	defer close(finished) // before stop: a normal end is no interruption
 	go func() {
-		<-ctx.Done()
+		select {
+		case <-finished:
+			return
+		case <-ctx.Done():
+		}
 		stop() // a second Ctrl-C kills the harness outright
 		if errors.Is(context.Cause(ctx), context.Canceled) {
 			fmt.Fprintln(stderr, "opsbench: interrupted, stopping every cluster it started")
@@ -116,7 +146,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 				s := &Sample{Run: i + 1}
 				cr.Samples = append(cr.Samples, s)
 				fail(s, failoverRun(ctx, &cfg, nt, i, s))
-				cfg.progress(cr, s)
+				cfg.progress(cr, s, cfg.runs)
 			}
 			cr.finish()
 		}
@@ -124,7 +154,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if cfg.cases["kill"] && ctx.Err() == nil {
 		cr := killCase(cfg.killNT)
 		rep.Cases = append(rep.Cases, cr)
-		cfg.onCluster(ctx, "opsbench-kill", cfg.killNT, []*CaseResult{cr}, func(c *benchCluster, i int, s []*Sample) error {
+		cfg.onCluster(ctx, "opsbench-kill", cfg.killNT, opsShape, cfg.runs, []*CaseResult{cr}, func(c *benchCluster, i int, s []*Sample) error {
 			return killRun(ctx, c, i, s[0])
 		})
 		cr.finish()
@@ -132,11 +162,31 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if cfg.cases["reset"] && ctx.Err() == nil {
 		plain, back := resetCase(false, cfg.keys), resetCase(true, cfg.keys)
 		rep.Cases = append(rep.Cases, plain, back)
-		cfg.onCluster(ctx, "opsbench-reset", resetNodeTime, []*CaseResult{plain, back}, func(c *benchCluster, i int, s []*Sample) error {
+		cfg.onCluster(ctx, "opsbench-reset", resetNodeTime, opsShape, cfg.runs, []*CaseResult{plain, back}, func(c *benchCluster, i int, s []*Sample) error {
 			return resetRun(ctx, c, i, s[0], s[1])
 		})
 		plain.finish()
 		back.finish()
+	}
+	for _, keys := range cfg.reshardKeys {
+		if !cfg.cases["reshard"] || ctx.Err() != nil {
+			break
+		}
+		plain, piped := reshardCases(keys)
+		rep.Cases = append(rep.Cases, plain, piped)
+		cfg.onCluster(ctx, "opsbench-reshard", moveNodeTimeout, moveShape, cfg.runsFor(keys), []*CaseResult{plain, piped}, func(c *benchCluster, i int, s []*Sample) error {
+			return reshardRun(ctx, c, i, keys, s[0], s[1])
+		})
+		plain.finish()
+		piped.finish()
+	}
+	if cfg.cases["scale"] && ctx.Err() == nil {
+		cr := scaleCase(cfg.scaleKeys)
+		rep.Cases = append(rep.Cases, cr)
+		cfg.onCluster(ctx, "opsbench-scale", moveNodeTimeout, scaleShape, cfg.runsFor(cfg.scaleKeys), []*CaseResult{cr}, func(c *benchCluster, i int, s []*Sample) error {
+			return scaleRun(ctx, c, i, cfg.scaleKeys, s[0])
+		})
+		cr.finish()
 	}
 	rep.Completed = ctx.Err() == nil
 
@@ -163,12 +213,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func (cfg *config) check(cases, fnt string, killNT, nargs int) error {
+func (cfg *config) check(cases, fnt, rkeys string, killNT, nargs int) error {
 	if nargs > 0 {
 		return errors.New("no arguments expected")
 	}
-	if cfg.runs < 1 || cfg.keys < 0 || cfg.timeout <= 0 || cfg.pollPause <= 0 || killNT <= 0 {
-		return errors.New("-runs must be >= 1, -keys >= 0, -timeout, -poll and -kill-timeout > 0")
+	if cfg.runs < 1 || cfg.runsLarge < 1 || cfg.keys < 0 || cfg.scaleKeys < 1 || cfg.timeout <= 0 || cfg.pollPause <= 0 || killNT <= 0 {
+		return errors.New("-runs and -runs-large must be >= 1, -keys >= 0, -scale-keys >= 1, -timeout, -poll and -kill-timeout > 0")
+	}
+	for _, f := range strings.Split(rkeys, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return fmt.Errorf("-reshard-keys: %q is not a key count >= 1", f)
+		}
+		cfg.reshardKeys = append(cfg.reshardKeys, n)
 	}
 	cfg.killNT = time.Duration(killNT) * time.Millisecond
 	cfg.cases = map[string]bool{}
@@ -209,17 +266,25 @@ func (cfg *config) check(cases, fnt string, killNT, nargs int) error {
 	return nil
 }
 
-// onCluster runs cfg.runs runs of one or more cases that share a cluster
-// (one sample per case per run). After a failed run the cluster is made
-// anew, since its state is unknown; if that fails too, the cases stop.
-func (cfg *config) onCluster(ctx context.Context, name string, nodeTimeout time.Duration, cases []*CaseResult, runOne func(*benchCluster, int, []*Sample) error) {
+// runsFor is the number of runs of a case holding keys keys.
+func (cfg *config) runsFor(keys int) int {
+	if keys > largeKeys {
+		return cfg.runsLarge
+	}
+	return cfg.runs
+}
+
+// onCluster runs runs runs of one or more cases that share a cluster of
+// shape sh (one sample per case per run). After a failed run the cluster
+// is made anew, since its state is unknown.
+func (cfg *config) onCluster(ctx context.Context, name string, nodeTimeout time.Duration, sh shape, runs int, cases []*CaseResult, runOne func(*benchCluster, int, []*Sample) error) {
 	var c *benchCluster
 	defer func() {
 		if c != nil {
 			c.close()
 		}
 	}()
-	for i := 0; i < cfg.runs && ctx.Err() == nil; i++ {
+	for i := 0; i < runs && ctx.Err() == nil; i++ {
 		samples := make([]*Sample, len(cases))
 		for k, cr := range cases {
 			samples[k] = &Sample{Run: i + 1}
@@ -227,7 +292,7 @@ func (cfg *config) onCluster(ctx context.Context, name string, nodeTimeout time.
 		}
 		var err error
 		if c == nil {
-			if c, err = newCluster(cfg, name, nodeTimeout); err == nil {
+			if c, err = newCluster(cfg, name, nodeTimeout, sh); err == nil {
 				_, err = c.up(ctx)
 			}
 		}
@@ -236,7 +301,7 @@ func (cfg *config) onCluster(ctx context.Context, name string, nodeTimeout time.
 		}
 		for k, s := range samples {
 			fail(s, err)
-			cfg.progress(cases[k], s)
+			cfg.progress(cases[k], s, runs)
 		}
 		if err != nil && c != nil {
 			c.close()
@@ -252,8 +317,8 @@ func fail(s *Sample, err error) {
 }
 
 // progress prints one line per finished sample on stderr.
-func (cfg *config) progress(cr *CaseResult, s *Sample) {
-	line := fmt.Sprintf("[%s] run %d/%d", cr.Name, s.Run, cfg.runs)
+func (cfg *config) progress(cr *CaseResult, s *Sample, runs int) {
+	line := fmt.Sprintf("[%s] run %d/%d", cr.Name, s.Run, runs)
 	if s.Error != "" {
 		fmt.Fprintf(cfg.progressOut, "%s FAILED: %s\n", line, s.Error)
 		return

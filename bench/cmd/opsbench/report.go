@@ -41,22 +41,52 @@ type Part struct {
 	Label string `json:"label"`
 }
 
-// Target is a figure issue 13 asks for: the median of Key at most (or, with
-// AtLeast, at least) MS.
+// Target is a figure an issue asks for: the median of Key at most (or,
+// with AtLeast, at least) MS; or, with Over set, the median of Key at
+// least Times the median of Over (issue 14's "5x faster").
 type Target struct {
 	Key     string  `json:"key"`
-	MS      float64 `json:"ms"`
+	MS      float64 `json:"ms,omitempty"`
 	AtLeast bool    `json:"at_least,omitempty"`
+	Over    string  `json:"over,omitempty"`
+	Times   float64 `json:"times,omitempty"`
+	// Label names a ratio target in the tables ("redis-cli/rcluster").
+	Label string `json:"label,omitempty"`
 	// Met is set once there is a median to judge.
 	Met *bool `json:"met,omitempty"`
 }
 
 func (t Target) String() string {
+	if t.Over != "" {
+		return fmt.Sprintf("≥ %.1fx", t.Times)
+	}
 	op := "≤"
 	if t.AtLeast {
 		op = "≥"
 	}
 	return fmt.Sprintf("%s %s", op, fmtSec(t.MS))
+}
+
+// judge says whether the target is met by stats (nil: nothing to judge).
+func (t Target) judge(stats map[string]*Stats) *bool {
+	st := stats[t.Key]
+	if st == nil {
+		return nil
+	}
+	var met bool
+	switch {
+	case t.Over != "":
+		o := stats[t.Over]
+		if o == nil || o.MedianMS <= 0 {
+			return nil
+		}
+		met = st.MedianMS >= t.Times*o.MedianMS
+	case t.AtLeast:
+		met = st.MedianMS >= t.MS
+	default:
+		met = st.MedianMS <= t.MS
+	}
+	return &met
 }
 
 // Stats summarizes one measure over the runs that took it.
@@ -120,14 +150,7 @@ func (c *CaseResult) finish() {
 		c.Ratio = h.MedianMS / r.MedianMS
 	}
 	for _, t := range c.Targets {
-		t.Met = nil
-		if st := c.Stats[t.Key]; st != nil {
-			met := st.MedianMS <= t.MS
-			if t.AtLeast {
-				met = st.MedianMS >= t.MS
-			}
-			t.Met = &met
-		}
+		t.Met = t.judge(c.Stats)
 	}
 }
 
@@ -175,7 +198,13 @@ func (c *CaseResult) targetText() string {
 			}
 		}
 		who := "rcluster"
-		if t.Key != c.Rcluster {
+		switch {
+		case t.Over != "":
+			who = t.Label
+			if st, o := c.Stats[t.Key], c.Stats[t.Over]; st != nil && o != nil && o.MedianMS > 0 {
+				who += fmt.Sprintf(" = %.1fx,", st.MedianMS/o.MedianMS)
+			}
+		case t.Key != c.Rcluster:
 			who = c.labelOf(t.Key)
 		}
 		parts = append(parts, fmt.Sprintf("%s %s: %s", who, t, verdict))

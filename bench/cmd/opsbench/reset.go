@@ -3,13 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
-	"sync/atomic"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/rcluster/rcluster/internal/health"
-	"github.com/rcluster/rcluster/internal/redisconn"
 	"github.com/rcluster/rcluster/internal/topology"
 )
 
@@ -57,7 +53,7 @@ func resetRun(ctx context.Context, c *benchCluster, i int, plain, back *Sample) 
 	if err := timedReset(ctx, c, back, true, i); err != nil {
 		return fmt.Errorf("reset, one failback: %w", err)
 	}
-	if err := c.writeKeys(ctx); err != nil {
+	if err := c.writeKeys(ctx, c.cfg.keys, 0); err != nil {
 		return err
 	}
 	if err := c.waitSteady(ctx); err != nil {
@@ -90,7 +86,7 @@ func resetRun(ctx context.Context, c *benchCluster, i int, plain, back *Sample) 
 // timedReset writes the keys, fails over shard i first when failback is
 // set (untimed), and times `rcluster reset`.
 func timedReset(ctx context.Context, c *benchCluster, s *Sample, failback bool, i int) error {
-	if err := c.writeKeys(ctx); err != nil {
+	if err := c.writeKeys(ctx, c.cfg.keys, 0); err != nil {
 		return err
 	}
 	if failback {
@@ -129,45 +125,16 @@ func timedReset(ctx context.Context, c *benchCluster, s *Sample, failback bool, 
 	return nil
 }
 
-// writeKeys writes cfg.keys keys through a go-redis ClusterClient in one
-// pipeline (which go-redis splits by node) and checks the masters hold
-// them all.
-func (c *benchCluster) writeKeys(ctx context.Context) error {
-	cc := redisconn.Options{Timeout: 5 * time.Second}.Cluster(c.addrs())
-	defer cc.Close()
-	_, err := cc.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for k := range c.cfg.keys {
-			p.Set(ctx, fmt.Sprintf("opsbench:%d", k), k, 0)
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("write %d keys: %w", c.cfg.keys, err)
-	}
-	var total atomic.Int64
-	err = cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
-		n, err := m.DBSize(ctx).Result()
-		total.Add(n)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("count keys: %w", err)
-	}
-	if got := total.Load(); got != int64(c.cfg.keys) {
-		return fmt.Errorf("wrote %d keys, the masters hold %d", c.cfg.keys, got)
-	}
-	return nil
-}
-
 // resetShape says how the cluster differs from the state right after its
 // first up (healthy by internal/health, the spec's first three ports the
 // masters, no keys on them), or "".
 func (c *benchCluster) resetShape(ctx context.Context) string {
-	answers := make([]health.Answer, clusterNodes)
-	for i, a := range c.addrs() {
+	addrs := c.addrs()
+	answers := make([]health.Answer, len(addrs))
+	for i, a := range addrs {
 		answers[i] = c.answer(ctx, a)
 	}
-	if p := health.Judge(answers, clusterNodes); len(p) > 0 {
+	if p := health.Judge(answers, len(addrs)); len(p) > 0 {
 		return p[0].String()
 	}
 	for i := range clusterMasters {

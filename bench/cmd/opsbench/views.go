@@ -64,11 +64,16 @@ func (c *benchCluster) answer(ctx context.Context, addr string) health.Answer {
 // offset, so that each timed step starts from the same settled state and
 // neither path pays for the previous step's tail.
 func (c *benchCluster) waitSteady(ctx context.Context) error {
+	return c.waitSteadyAmong(ctx, c.addrs(), poll.Backoff{Min: 5 * time.Millisecond, Max: 100 * time.Millisecond})
+}
+
+// waitSteadyAmong is waitSteady for a cluster of exactly addrs, polled
+// with b.
+func (c *benchCluster) waitSteadyAmong(ctx context.Context, addrs []string, b poll.Backoff) error {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.timeout)
 	defer cancel()
-	b := poll.Backoff{Min: 5 * time.Millisecond, Max: 100 * time.Millisecond}
 	for {
-		why := c.unsteady(ctx)
+		why := c.unsteadyAmong(ctx, addrs)
 		if why == "" {
 			return nil
 		}
@@ -79,12 +84,16 @@ func (c *benchCluster) waitSteady(ctx context.Context) error {
 }
 
 // unsteady says why the cluster is not steady yet, or "".
-func (c *benchCluster) unsteady(ctx context.Context) string {
-	answers := make([]health.Answer, clusterNodes)
-	for i, a := range c.addrs() {
+func (c *benchCluster) unsteady(ctx context.Context) string { return c.unsteadyAmong(ctx, c.addrs()) }
+
+// unsteadyAmong is unsteady for a cluster of exactly addrs (the hand way's
+// nodes are not in the spec).
+func (c *benchCluster) unsteadyAmong(ctx context.Context, addrs []string) string {
+	answers := make([]health.Answer, len(addrs))
+	for i, a := range addrs {
 		answers[i] = c.answer(ctx, a)
 	}
-	if p := health.Judge(answers, clusterNodes); len(p) > 0 {
+	if p := health.Judge(answers, len(addrs)); len(p) > 0 {
 		return p[0].String()
 	}
 	offsets := map[string]string{} // master addr -> master_repl_offset
