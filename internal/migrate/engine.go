@@ -34,17 +34,13 @@ const (
 	stepReturn
 )
 
-// pair is one slot's move, with both nodes as the cluster describes them
-// (ID and the address they are reached at; the source talks to the
-// target's announced address too).
+// pair is one slot's move, with both nodes as they describe themselves:
+// ID, the announced address (which rcluster dials, and which the source's
+// MIGRATE dials), slots and open slots.
 type pair struct {
 	slot     int
 	src, dst topology.Node // src has a zero ID for stepFinalise with no source
 	step     step
-}
-
-func (p pair) String() string {
-	return fmt.Sprintf("slot %d %s -> %s", p.slot, p.src.Addr, p.dst.Addr)
 }
 
 // engine holds the clients and settings of one call.
@@ -71,10 +67,11 @@ func (e *engine) close() {
 }
 
 // client returns the engine's client to addr: redisconn's settings (auth,
-// TLS, no retries), a pool as large as the slots in flight, and a read
-// timeout that a MIGRATE running its full Options.Timeout fits in (each
-// call is bounded by its own context; redisconn's Node clients have 2
-// connections and the plain call timeout).
+// TLS, no retries), a connection per chunk in flight and a few more, and a
+// read timeout that a round of MIGRATEs each running its full
+// Options.Timeout fits in (go-redis reads a whole pipeline under one
+// deadline; each call is bounded by its own context anyway). redisconn's
+// Node clients have 2 connections and the plain call timeout.
 func (e *engine) client(addr string) *redis.Client {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -87,12 +84,12 @@ func (e *engine) client(addr string) *redis.Client {
 			Password:              e.conn.Password,
 			TLSConfig:             e.conn.TLSConfig,
 			DialTimeout:           t,
-			ReadTimeout:           t + e.o.Timeout,
+			ReadTimeout:           t + roundMigrates*e.o.Timeout,
 			WriteTimeout:          t,
 			ContextTimeoutEnabled: true,
 			MaxRetries:            -1,
 			DialerRetries:         1,
-			PoolSize:              e.o.Parallel + 2,
+			PoolSize:              e.o.Parallel/min(chunkSlots, e.o.Parallel) + 4,
 			DisableIdentity:       true,
 			Protocol:              2,
 		})
@@ -117,9 +114,9 @@ func (e *engine) logf(format string, a ...any) {
 	fmt.Fprintf(e.o.Log, format+"\n", a...)
 }
 
-// migrateArgs is MIGRATE as redis-cli sends it (clusterManagerMigrateKeysInReply),
-// always with REPLACE when replace is set, and with rcluster's own
-// credentials for the receiving node.
+// migrateArgs is MIGRATE as redis-cli sends it
+// (clusterManagerMigrateKeysInReply), with REPLACE when replace is set (see
+// drain) and rcluster's own credentials for the receiving node.
 func migrateArgs(to topology.Node, timeout time.Duration, conn redisconn.Options, replace bool, keys []string) []any {
 	args := make([]any, 0, 12+len(keys))
 	args = append(args, "MIGRATE", to.IP(), to.Port(), "", 0, max(timeout.Milliseconds(), 1))

@@ -69,8 +69,10 @@ type Options struct {
 	Parallel int
 	// Timeout is MIGRATE's timeout argument: each I/O step between source
 	// and target must finish within it. Raise it for very large keys
-	// (which also block both nodes: keep it below cluster-node-timeout).
-	// Zero: DefaultTimeout. The whole call is bounded by ctx.
+	// (which also block both nodes: keep it below cluster-node-timeout). A
+	// target that stops answering blocks its source up to 8 times Timeout
+	// once (one round of MIGRATEs, see roundMigrates), then Timeout per
+	// retry. Zero: DefaultTimeout. The whole call is bounded by ctx.
 	Timeout time.Duration
 	// Hold (Migrate only) opens the slots and moves about half of each
 	// slot's keys (rounded down), then returns leaving them open: MIGRATING
