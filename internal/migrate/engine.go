@@ -50,9 +50,9 @@ type engine struct {
 
 	mu      sync.Mutex
 	clients map[string]*redis.Client
-	masters []topology.Node // told of each finalised slot after its target and source
-	pending []pair          // finalised, not yet told to the other masters
-	rounds  map[string]*sync.Mutex
+	masters []topology.Node          // told of each finalised slot after its target and source
+	pending []pair                   // finalised, not yet told to the other masters
+	rounds  map[string]chan struct{} // see roundSlot
 	logMu   sync.Mutex
 }
 
@@ -84,7 +84,7 @@ func (e *engine) client(addr string) *redis.Client {
 			Password:              e.conn.Password,
 			TLSConfig:             e.conn.TLSConfig,
 			DialTimeout:           t,
-			ReadTimeout:           t + roundMigrates*e.o.Timeout,
+			ReadTimeout:           t + roundMigrates*roundsInFlight*e.o.Timeout,
 			WriteTimeout:          t,
 			ContextTimeoutEnabled: true,
 			MaxRetries:            -1,

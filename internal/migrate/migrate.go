@@ -71,7 +71,7 @@ type Options struct {
 	// and target must finish within it. Raise it for very large keys
 	// (which also block both nodes: keep it below cluster-node-timeout). A
 	// target that stops answering blocks its source up to 8 times Timeout
-	// once (one round of MIGRATEs, see roundMigrates), then Timeout per
+	// once (the MIGRATEs queued at it, see roundMigrates), then Timeout per
 	// retry. Zero: DefaultTimeout. The whole call is bounded by ctx.
 	Timeout time.Duration
 	// Hold (Migrate only) opens the slots and moves about half of each
