@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/rcluster/rcluster/internal/poll"
 	"github.com/rcluster/rcluster/internal/redisconn"
 	"github.com/rcluster/rcluster/internal/topology"
 )
@@ -70,13 +71,18 @@ func (c *benchCluster) countKeys(ctx context.Context, addrs []string) (int64, er
 	return total, nil
 }
 
-// checkData is what must hold after every slot move: `redis-cli --cluster
-// check` passes, the masters among addrs hold exactly want keys, and every
-// master's keys all sit in slots it owns (none stranded where no client
-// finds them). The error names what is wrong.
+// checkData is what must hold after every slot move, once the cluster has
+// settled (a master that gave away its last slot becomes a replica of the
+// target and loads its data, answering LOADING meanwhile):
+// `redis-cli --cluster check` passes, the masters among addrs hold exactly
+// want keys, and every master's keys all sit in slots it owns (none
+// stranded where no client finds them). The error names what is wrong.
 func (c *benchCluster) checkData(ctx context.Context, addrs []string, want int) error {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.timeout)
 	defer cancel()
+	if err := c.waitSteadyAmong(ctx, addrs, poll.Backoff{Min: 5 * time.Millisecond, Max: 100 * time.Millisecond}); err != nil {
+		return err
+	}
 	var errs []error
 	if err := c.cliCheck(ctx, addrs[0]); err != nil {
 		errs = append(errs, err)
