@@ -282,3 +282,42 @@ func TestMigrateZeroLossUnderLoad(t *testing.T) {
 	}
 	t.Logf("zero loss: %d acknowledged keys all read back with their last acknowledged value; 0 nil reads, 0 stale reads", total)
 }
+
+// Replicas are never sent SETSLOT: they learn the new owners from the
+// targets' broadcasts and gossip, which is what the one broadcast per
+// chunk (see finalise) and the waves rest on. Moves in both directions
+// between two masters, plus a third, on a cluster with a replica each:
+// every node, replicas included, must agree when Migrate returns.
+func TestMigrateWithReplicasBothWays(t *testing.T) {
+	c := startCluster(t, 6, 1)
+	data := c.fill(10000)
+	before := c.dbsize()
+	owner := func(slot int) string { return c.ownerOf(slot).ID }
+	a, b := owner(0), owner(6000)
+	third := c.other(a, b).ID
+	var moves []Move
+	moves = append(moves, rangeMoves(0, 799, a, b)...)           // a gives to b
+	moves = append(moves, rangeMoves(6000, 6799, b, a)...)       // b gives to a
+	moves = append(moves, rangeMoves(12000, 12399, third, b)...) // the third gives to b
+	ctx := testCtx(t, 90*time.Second)
+	res, err := Migrate(ctx, c.addrs, c.conn, moves, Options{})
+	if err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	t.Logf("migrate both ways with replicas: %v", res)
+	if len(res.Moves) != len(moves) {
+		t.Errorf("%d moves done, want %d", len(res.Moves), len(moves))
+	}
+	c.assertAgreed() // every node: the 3 replicas too
+	vs, _ := c.views()
+	for _, addr := range c.addrs {
+		m := topology.SlotOwners(vs[addr])
+		if m[0] != b || m[799] != b || m[6000] != a || m[6799] != a || m[12000] != b || m[12399] != b {
+			t.Errorf("%s sees owners 0:%.8s 6000:%.8s 12000:%.8s, want %.8s %.8s %.8s", addr, m[0], m[6000], m[12000], b, a, b)
+		}
+	}
+	if after := c.dbsize(); after != before {
+		t.Errorf("%d keys on the masters after, %d before", after, before)
+	}
+	c.assertData(data)
+}
