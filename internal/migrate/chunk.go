@@ -111,7 +111,7 @@ launch:
 	if len(errs) == 0 {
 		return nil
 	}
-	const maxErrs = 5
+	const maxErrs = 2
 	var more []string
 	for i, err := range errs[1:] {
 		if i == maxErrs {
@@ -385,7 +385,11 @@ func (e *engine) round(ctx context.Context, group []*slotRun, from, to topology.
 			if r.last == nil {
 				r.last = fmt.Errorf("slot %d: node %s: %d keys counted, none listed", r.p.slot, from.Addr, r.left)
 			}
-			r.err = fmt.Errorf("%w (%d keys of the slot left on %s after %d rounds that moved none; a large key may need a longer Timeout)", r.last, r.left, from.Addr, r.stuck)
+			hint := ""
+			if strings.Contains(r.last.Error(), "IOERR") || strings.Contains(r.last.Error(), "timeout") {
+				hint = "; a large key may need a longer Timeout"
+			}
+			r.err = fmt.Errorf("%w (%d keys of the slot left on %s after %d rounds that moved none%s)", r.last, r.left, from.Addr, r.stuck, hint)
 		}
 	})
 	return failed, stuck
