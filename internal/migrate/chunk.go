@@ -84,6 +84,10 @@ launch:
 		case <-ctx.Done():
 			break launch
 		}
+		if failing() || ctx.Err() != nil { // a chunk failed while this one waited
+			<-sem
+			break
+		}
 		wg.Go(func() {
 			defer func() { <-sem }()
 			runs := e.chunk(ctx, ch)

@@ -3,10 +3,16 @@ package migrate
 import (
 	"context"
 	"errors"
+	"os/exec"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/rcluster/rcluster/internal/poll"
+	"github.com/rcluster/rcluster/internal/redisconn"
+	"github.com/rcluster/rcluster/internal/testutil/redistest"
+	"github.com/rcluster/rcluster/internal/topology"
 )
 
 // Test 4: a Migrate cancelled after its slots opened and some keys moved
@@ -188,6 +194,104 @@ func TestFinishRepairsEachState(t *testing.T) {
 			t.Errorf("target holds %d keys of slot %d, want 20", n, s)
 		}
 	}
+	if after := c.dbsize(); after != before {
+		t.Errorf("%d keys after finish, %d before", after, before)
+	}
+	c.assertData(data)
+}
+
+// The source is SIGKILLed in the middle of a Migrate and restarted from
+// its own files (AOF with appendfsync always, so the kill itself loses no
+// write; nodes.conf keeps its MIGRATING state): Migrate fails, Open reports
+// the slots, and Finish completes them without losing a key.
+func TestSourceKilledMidMigrationThenFinish(t *testing.T) {
+	redistest.Integration(t)
+	nodes := redistest.Start(t, 3, "--cluster-node-timeout", "5000", "--appendonly", "yes", "--appendfsync", "always")
+	redistest.CreateCluster(t, nodes, 0)
+	c := &tc{t: t, nodes: nodes, addrs: redistest.Addrs(nodes), conn: redisconn.Options{Timeout: 2 * time.Second}, cls: map[string]*redis.Client{}}
+	c.cc = c.conn.Cluster(c.addrs)
+	t.Cleanup(func() { c.cc.Close() })
+	data := c.fill(2000)
+	slots := []int{200, 201, 202, 203}
+	for _, s := range slots {
+		for k, v := range c.fillSlot(s, 2000) {
+			data[k] = v
+		}
+	}
+	before := c.dbsize()
+	src := c.ownerOf(200)
+	dst := c.other(src.ID)
+	var srcNode *redistest.Node
+	for _, n := range nodes {
+		if n.Addr == src.Addr {
+			srcNode = n
+		}
+	}
+	var moves []Move
+	for _, s := range slots {
+		moves = append(moves, Move{Slot: s, From: src.ID, To: dst.ID})
+	}
+	ctx := testCtx(t, 90*time.Second)
+	done := make(chan error, 1)
+	go func() {
+		_, err := Migrate(ctx, c.addrs, c.conn, moves, Options{Batch: 10, Parallel: 2})
+		done <- err
+	}()
+	b := poll.Backoff{Min: time.Millisecond, Max: 10 * time.Millisecond}
+	for {
+		n, err := c.client(dst.Addr).ClusterCountKeysInSlot(ctx, 200).Result()
+		if err == nil && n > 100 {
+			break
+		}
+		if b.Wait(ctx) != nil {
+			t.Fatal("the migration never moved a key")
+		}
+	}
+	srcNode.Kill()
+	err := <-done
+	if err == nil {
+		t.Fatal("migrate returned no error although its source was killed")
+	}
+	t.Logf("migrate with its source killed: %.300s", err)
+
+	// Restart the source from its files, as its supervisor would.
+	cmd := exec.Command(srcNode.Cmd.Path, srcNode.Cmd.Args[1:]...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	srcNode.Cmd = cmd // killed at cleanup by redistest
+	b = poll.Backoff{Min: 10 * time.Millisecond, Max: 100 * time.Millisecond}
+	for ok := false; !ok; {
+		ok = true
+		for _, a := range c.addrs {
+			info, err := c.client(a).ClusterInfo(ctx).Result()
+			if err != nil || topology.ParseInfo(info)["cluster_state"] != "ok" {
+				ok = false
+			}
+		}
+		if !ok && b.Wait(ctx) != nil {
+			t.Fatal("the cluster never came back after the restart")
+		}
+	}
+	open, err := Open(ctx, c.addrs, c.conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(open) == 0 {
+		t.Fatal("Open reports no open slot after the source was killed mid-migration")
+	}
+	for _, o := range open {
+		t.Logf("open: %v", o)
+		if o.Problem != "" {
+			t.Errorf("open slot %d: problem %q", o.Slot, o.Problem)
+		}
+	}
+	res, err := Finish(ctx, c.addrs, c.conn, Options{})
+	if err != nil {
+		t.Fatalf("finish: %v", err)
+	}
+	t.Logf("finish: %v", res)
+	c.assertAgreed()
 	if after := c.dbsize(); after != before {
 		t.Errorf("%d keys after finish, %d before", after, before)
 	}
