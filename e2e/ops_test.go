@@ -85,6 +85,10 @@ func TestFailoverNodeResetCLI(t *testing.T) {
 	if r := rcluster(t, dir, "failover", "--slot", "16384"); r.code != 2 {
 		t.Errorf("failover --slot 16384: exit %d, want 2", r.code)
 	}
+	// A replica cannot receive slots: usage error, nothing moves.
+	if r := rcluster(t, dir, "migrate", "--slots", "1", "--to", strconv.Itoa(ports[3])); r.code != 2 || !strings.Contains(r.stderr, "is a replica") {
+		t.Errorf("migrate --to a replica: exit %d, want 2:\n%s", r.code, r.stderr)
+	}
 	if roleOf(t, agreeNow(t, all), all[0]) != "master" {
 		t.Fatal("a refused command changed the cluster")
 	}
