@@ -52,6 +52,10 @@ func scalable(saved, want statedir.State) bool {
 	return true
 }
 
+// ErrScaleUnsupported: the spec's new shape needs a change scaling does
+// not make (a replica turned into a master); nothing was changed.
+var ErrScaleUnsupported = errors.New("scaling cannot make this change")
+
 // ScalePlan is what up does to reshape a running cluster.
 type ScalePlan struct {
 	// From and To are the saved and the new shape.
@@ -79,6 +83,20 @@ func (c *Cluster) planScale(saved *statedir.State) (*ScalePlan, error) {
 		}
 	}
 	p.Remove = c.dropped(saved)
+	if was, err := slots.NewPlan((&spec.Spec{Host: s.Host, Ports: saved.Ports, Runtime: s.Runtime, ExternalNodes: s.ExternalNodes}).Nodes(), saved.Replicas); err == nil {
+		wasReplica := map[string]bool{}
+		for _, sh := range was.Shards {
+			for _, r := range sh.Replicas {
+				wasReplica[r.Addr()] = true
+			}
+		}
+		for _, sh := range plan.Shards {
+			if wasReplica[sh.Master.Addr()] {
+				return nil, fmt.Errorf("%w: %s is a replica, the new spec makes it a master; give new masters new ports instead, or `rcluster down --purge` to start over",
+					ErrScaleUnsupported, sh.Master.Addr())
+			}
+		}
+	}
 	for _, sh := range plan.Shards {
 		p.Masters = append(p.Masters, sh.Master.Addr())
 		for _, r := range sh.Replicas {
@@ -207,27 +225,17 @@ func (c *Cluster) scale(ctx context.Context, saved, state *statedir.State, begin
 		return jerr
 	}
 
-	// 3. Planned masters that are replicas now start over as empty masters.
+	// 3. Every planned master must be a master already (new nodes are):
+	// turning a replica into a master would need it reset and re-met,
+	// which this version does not do reliably.
 	view, err := c.viewOf(ctx, all)
 	if err != nil {
 		return err
 	}
-	var reborn []spec.Node
 	for _, n := range s.Nodes() {
-		me, _ := byAddr(view, n.Addr())
-		if slices.Contains(plan.Masters, n.Addr()) && me.IsReplica() {
-			reborn = append(reborn, n)
-		}
-	}
-	if len(reborn) > 0 {
-		begin(fmt.Sprintf("Turning %d replica(s) into empty masters", len(reborn)))
-		rerr := c.reborn(ctx, reborn, old.Nodes()[0], all)
-		st.End(rerr == nil)
-		if rerr != nil {
-			return rerr
-		}
-		if view, err = c.viewOf(ctx, all); err != nil {
-			return err
+		if me, _ := byAddr(view, n.Addr()); slices.Contains(plan.Masters, n.Addr()) && me.IsReplica() {
+			return fmt.Errorf("%w: %s is a replica, the new spec makes it a master; give new masters new ports instead "+
+				"(or put the spec back: up undoes what was joined)", ErrScaleUnsupported, n.Addr())
 		}
 	}
 
@@ -364,54 +372,6 @@ func (c *Cluster) viewOf(ctx context.Context, nodes []spec.Node) ([]topology.Nod
 		errs = append(errs, fmt.Errorf("node %s: %w", n.Addr(), err))
 	}
 	return nil, fmt.Errorf("no node answered: %w", errors.Join(errs...))
-}
-
-// reborn turns replicas that the new plan makes masters into empty
-// masters: CLUSTER RESET SOFT (a replica's data is a copy of its master's)
-// forgets the cluster, then the node meets it again.
-func (c *Cluster) reborn(ctx context.Context, nodes []spec.Node, seed spec.Node, all []spec.Node) error {
-	for _, n := range nodes {
-		cl := c.Conn.Node(n.Addr())
-		err := cl.ClusterResetSoft(ctx).Err()
-		if err == nil {
-			err = cl.ClusterMeet(ctx, seed.Host, fmt.Sprint(seed.Port)).Err()
-		}
-		cl.Close()
-		if err != nil {
-			return fmt.Errorf("scale: node %s: reset to an empty master: %w", n.Addr(), err)
-		}
-	}
-	// The others still list the old id at that address: forget it.
-	return c.waitKnownOrForget(ctx, all)
-}
-
-// waitKnownOrForget makes every node forget ids no longer at their
-// address (a node reset to a new id), then waits until all know all.
-func (c *Cluster) waitKnownOrForget(ctx context.Context, all []spec.Node) error {
-	live := map[string]string{} // addr -> own id
-	for _, n := range all {
-		cl := c.Conn.Node(n.Addr())
-		id, err := cl.ClusterMyID(ctx).Result()
-		cl.Close()
-		if err != nil {
-			return fmt.Errorf("scale: node %s: CLUSTER MYID: %w", n.Addr(), err)
-		}
-		live[n.Addr()] = id
-	}
-	for _, n := range all {
-		v, err := c.viewOf(ctx, []spec.Node{n})
-		if err != nil {
-			return err
-		}
-		for _, x := range v {
-			if id, ok := live[x.Addr]; ok && id != x.ID && !x.IsMyself() {
-				cl := c.Conn.Node(n.Addr())
-				_ = cl.ClusterForget(ctx, x.ID).Err()
-				cl.Close()
-			}
-		}
-	}
-	return c.waitKnown(ctx, all, all)
 }
 
 // scaleMoves plans the slot moves: every master with slots that is not a
