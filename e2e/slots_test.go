@@ -391,3 +391,39 @@ func TestInterruptedMigrationRepairedByUp(t *testing.T) {
 		t.Errorf("keys after the repair: %d, want 30000", got)
 	}
 }
+
+// TestScaleReplicasBySpec: replicas 0 -> 1 on the same six ports drains
+// three masters into the other three and makes them their replicas, with
+// a client writing throughout and nothing lost; the way back (a replica
+// made a master) is refused, changing nothing.
+func TestScaleReplicasBySpec(t *testing.T) {
+	dir, ports := writeSpec(t, 6, 0, "")
+	mustRun(t, dir, "up")
+	preload(t, addrsOf(ports), 5000)
+	w := startWorkload(t, addrsOf(ports))
+	path := filepath.Join(dir, "cluster.yaml")
+	b, _ := os.ReadFile(path)
+	if err := os.WriteFile(path, []byte(strings.Replace(string(b), "replicas: 0", "replicas: 1", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, dir, "up")
+	settled(t, ports)
+	roles := map[string]int{}
+	for _, n := range statusNodes(t, dir) {
+		roles[n.Role]++
+	}
+	if roles["master"] != 3 || roles["replica"] != 3 {
+		t.Errorf("after replicas 0 -> 1: roles %v, want 3 masters and 3 replicas", roles)
+	}
+	w.stop(t, addrsOf(ports))
+	if got, want := dbsizes(t, ports), int64(5000+len(w.last)); got != want {
+		t.Errorf("keys after the reshape: %d, want %d", got, want)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := rcluster(t, dir, "up"); r.code != 1 || !strings.Contains(r.stderr, "is a replica, the new spec makes it a master") {
+		t.Errorf("replicas 1 -> 0 on the same ports: exit %d, want 1 refusing:\n%s", r.code, r.stderr)
+	}
+	settled(t, ports)
+}
