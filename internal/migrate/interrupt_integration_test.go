@@ -159,6 +159,26 @@ func TestFinishRepairsEachState(t *testing.T) {
 	must(S.Do(ctx, "CLUSTER", "SETSLOT", finalisedOnTarget, "MIGRATING", dst.ID).Err())
 	migrateAll(finalisedOnTarget, 100)
 	must(T.Do(ctx, "CLUSTER", "SETSLOT", finalisedOnTarget, "NODE", dst.ID).Err())
+	// The target's claim reaches the others by its PONG broadcast: read the
+	// state only once every node has it, or Open sees the claim half
+	// propagated ("claimed by several nodes"), a different (transient) state.
+	for b := (poll.Backoff{}); ; {
+		views, _ := c.views()
+		heard := 0
+		for _, v := range views {
+			for _, n := range v {
+				if n.ID == dst.ID && owns(n, finalisedOnTarget) {
+					heard++
+				}
+			}
+		}
+		if heard == len(views) {
+			break
+		}
+		if err := b.Wait(ctx); err != nil {
+			t.Fatalf("the target's claim of slot %d reached %d of %d nodes: %v", finalisedOnTarget, heard, len(views), err)
+		}
+	}
 
 	open, err := Open(ctx, c.addrs, c.conn)
 	if err != nil {
