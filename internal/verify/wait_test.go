@@ -44,8 +44,9 @@ func TestRunWaitEndsWithinWaitPlusOneCallTimeout(t *testing.T) {
 	if rep.OK {
 		t.Fatal("verify passed against a node that answers nothing")
 	}
-	// The bound itself, with room for scheduling on a loaded machine.
-	if limit := wait + call + 400*time.Millisecond; took > limit {
+	// The bound itself, with room for scheduling on a loaded machine (CI
+	// runs packages side by side on two cores).
+	if limit := wait + call + time.Second; took > limit {
 		t.Errorf("RunWait took %s, want at most wait+call timeout (%s) plus slack", took, wait+call)
 	}
 }
