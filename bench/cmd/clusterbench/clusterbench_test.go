@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/rcluster/rcluster/bench/internal/benchstat"
+
 	"bytes"
 	"context"
 	"encoding/json"
@@ -63,19 +65,6 @@ func TestNotUsable(t *testing.T) {
 		if got := notUsable(c.ci, c.ri, 6); got != c.want {
 			t.Errorf("%d: got %q, want %q", i, got, c.want)
 		}
-	}
-}
-
-func TestStats(t *testing.T) {
-	if s := stats(nil); s != nil {
-		t.Fatalf("stats(nil) = %+v", s)
-	}
-	s := stats([]float64{5, 1, 3})
-	if s.N != 3 || s.MedianMS != 3 || s.MinMS != 1 || s.MaxMS != 5 {
-		t.Fatalf("odd: %+v", s)
-	}
-	if s := stats([]float64{4, 1, 2, 10}); s.MedianMS != 3 {
-		t.Fatalf("even median: %+v", s)
 	}
 }
 
@@ -250,7 +239,7 @@ func TestRunHandPathEndToEnd(t *testing.T) {
 }
 
 func TestCPUBusyPct(t *testing.T) {
-	p := cpuBusyPct(context.Background(), 50*time.Millisecond)
+	p := benchstat.BusyPercent(context.Background(), 50*time.Millisecond)
 	if p < 0 || p > 100 {
 		t.Fatalf("cpuBusyPct = %v, want 0..100", p)
 	}

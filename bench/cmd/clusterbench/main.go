@@ -16,6 +16,8 @@
 package main
 
 import (
+	"github.com/rcluster/rcluster/bench/internal/benchstat"
+
 	"context"
 	"errors"
 	"flag"
@@ -301,7 +303,7 @@ func redisVersion(bin string) string {
 func waitIdle(ctx context.Context, max time.Duration) (float64, int) {
 	deadline := time.Now().Add(max)
 	for {
-		p := cpuBusyPct(ctx, 300*time.Millisecond)
+		p := benchstat.BusyPercent(ctx, 300*time.Millisecond)
 		tw := timeWaitSockets()
 		if (p < busyWarnPct && tw < timeWaitMax) || !time.Now().Before(deadline) || ctx.Err() != nil {
 			return p, tw

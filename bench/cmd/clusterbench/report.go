@@ -1,16 +1,13 @@
 package main
 
 import (
-	"context"
+	"github.com/rcluster/rcluster/bench/internal/benchstat"
+
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
-	"sort"
-	"strconv"
 	"strings"
 	"text/tabwriter"
-	"time"
 )
 
 // Sample is one alternating run: both paths on the same case, back to back.
@@ -29,26 +26,8 @@ type Sample struct {
 	Hand     *HandSample     `json:"hand,omitempty"`
 }
 
-// Stats summarizes the successful values of one measure.
-type Stats struct {
-	N        int     `json:"n"`
-	MedianMS float64 `json:"median_ms"`
-	MinMS    float64 `json:"min_ms"`
-	MaxMS    float64 `json:"max_ms"`
-}
-
-func stats(v []float64) *Stats {
-	if len(v) == 0 {
-		return nil
-	}
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	m := s[len(s)/2]
-	if len(s)%2 == 0 {
-		m = (s[len(s)/2-1] + s[len(s)/2]) / 2
-	}
-	return &Stats{N: len(s), MedianMS: m, MinMS: s[0], MaxMS: s[len(s)-1]}
-}
+// Stats summarizes one measure over the runs that took it.
+type Stats = benchstat.Stats
 
 // CaseResult is every run of one case plus its summary.
 type CaseResult struct {
@@ -101,7 +80,7 @@ func (c *CaseResult) summarize() {
 			c.UpMaxRSSKB = max(c.UpMaxRSSKB, r.UpMaxRSSKB)
 		}
 	}
-	c.Hand, c.Up, c.Down = stats(hand), stats(up), stats(down)
+	c.Hand, c.Up, c.Down = benchstat.Summarize(hand), benchstat.Summarize(up), benchstat.Summarize(down)
 	c.Speedup = 0
 	if c.Hand != nil && c.Up != nil && c.Up.MedianMS > 0 {
 		c.Speedup = c.Hand.MedianMS / c.Up.MedianMS
@@ -209,48 +188,3 @@ func writeJSON(w io.Writer, r *Report) error {
 
 // busyWarnPct is the pre-run host CPU use above which the table warns.
 const busyWarnPct = 25
-
-// cpuBusyPct measures how busy all CPUs together are over window (from
-// /proc/stat); -1 if unavailable or ctx ends first.
-func cpuBusyPct(ctx context.Context, window time.Duration) float64 {
-	idle0, total0, ok := cpuTimes()
-	if !ok {
-		return -1
-	}
-	t := time.NewTimer(window)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return -1
-	case <-t.C:
-	}
-	idle1, total1, ok := cpuTimes()
-	if !ok || total1 <= total0 {
-		return -1
-	}
-	return 100 * (1 - float64(idle1-idle0)/float64(total1-total0))
-}
-
-// cpuTimes returns idle (idle+iowait) and total jiffies of the "cpu" line.
-func cpuTimes() (idle, total uint64, ok bool) {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0, 0, false
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	if len(f) < 6 || f[0] != "cpu" {
-		return 0, 0, false
-	}
-	for i, v := range f[1:] {
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			return 0, 0, false
-		}
-		total += n
-		if i == 3 || i == 4 {
-			idle += n
-		}
-	}
-	return idle, total, true
-}

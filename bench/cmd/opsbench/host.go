@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/rcluster/rcluster/bench/internal/benchstat"
+
 	"context"
 	"os"
 	"strconv"
@@ -42,58 +44,12 @@ func (h hostLoad) worse(o hostLoad) hostLoad {
 func waitQuiet(ctx context.Context, limit time.Duration) hostLoad {
 	deadline := time.Now().Add(limit)
 	for {
-		h := hostLoad{BusyPct: busyOver(ctx, quietWindow), TimeWait: timeWaitCount()}
+		h := hostLoad{BusyPct: benchstat.BusyPercent(ctx, quietWindow), TimeWait: timeWaitCount()}
 		quiet := h.BusyPct < quietBusyPct && h.TimeWait < quietTimeWait
 		if quiet || limit <= 0 || time.Now().After(deadline) || ctx.Err() != nil {
 			return h
 		}
 	}
-}
-
-// busyOver is the share of CPU time (0-100) not spent idle or in iowait
-// during window, from /proc/stat's aggregate "cpu" line; -1 when it cannot
-// be read (not Linux) or ctx ends first.
-func busyOver(ctx context.Context, window time.Duration) float64 {
-	idle0, all0, ok := cpuJiffies()
-	if !ok {
-		return -1
-	}
-	t := time.NewTimer(window)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return -1
-	case <-t.C:
-	}
-	idle1, all1, ok := cpuJiffies()
-	if !ok || all1 <= all0 {
-		return -1
-	}
-	return 100 - 100*float64(idle1-idle0)/float64(all1-all0)
-}
-
-// cpuJiffies sums the aggregate cpu line: idle+iowait, and everything.
-func cpuJiffies() (idle, all uint64, ok bool) {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0, 0, false
-	}
-	first, _, _ := strings.Cut(string(b), "\n")
-	fields := strings.Fields(first)
-	if len(fields) < 6 || fields[0] != "cpu" {
-		return 0, 0, false
-	}
-	for i, f := range fields[1:] {
-		v, err := strconv.ParseUint(f, 10, 64)
-		if err != nil {
-			return 0, 0, false
-		}
-		all += v
-		if i == 3 || i == 4 { // idle, iowait
-			idle += v
-		}
-	}
-	return idle, all, true
 }
 
 // timeWaitCount is the "tw" figure of /proc/net/sockstat plus sockstat6

@@ -16,18 +16,6 @@ import (
 	"github.com/rcluster/rcluster/internal/topology"
 )
 
-func TestSummarize(t *testing.T) {
-	if s := summarize(nil); s != nil {
-		t.Fatalf("summarize(nil) = %+v", s)
-	}
-	if s := summarize([]float64{30, 10, 20}); *s != (Stats{N: 3, MedianMS: 20, MinMS: 10, MaxMS: 30}) {
-		t.Fatalf("odd: %+v", s)
-	}
-	if s := summarize([]float64{4, 1, 2, 10}); s.MedianMS != 3 {
-		t.Fatalf("even median: %+v", s)
-	}
-}
-
 // Views before and after 12001's replica 12006 took over its slots.
 const (
 	idOld      = "c94338177f54fe8d6bcbfaeb62bd1ee3186ecded"

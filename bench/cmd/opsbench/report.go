@@ -1,10 +1,11 @@
 package main
 
 import (
+	"github.com/rcluster/rcluster/bench/internal/benchstat"
+
 	"encoding/json"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -90,25 +91,7 @@ func (t Target) judge(stats map[string]*Stats) *bool {
 }
 
 // Stats summarizes one measure over the runs that took it.
-type Stats struct {
-	N        int     `json:"n"`
-	MedianMS float64 `json:"median_ms"`
-	MinMS    float64 `json:"min_ms"`
-	MaxMS    float64 `json:"max_ms"`
-}
-
-func summarize(v []float64) *Stats {
-	if len(v) == 0 {
-		return nil
-	}
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	mid := s[len(s)/2]
-	if len(s)%2 == 0 {
-		mid = (s[len(s)/2-1] + s[len(s)/2]) / 2
-	}
-	return &Stats{N: len(s), MedianMS: mid, MinMS: s[0], MaxMS: s[len(s)-1]}
-}
+type Stats = benchstat.Stats
 
 // CaseResult is every run of one case plus its summary.
 type CaseResult struct {
@@ -143,7 +126,7 @@ func (c *CaseResult) finish() {
 	}
 	c.Stats = map[string]*Stats{}
 	for k, v := range vals {
-		c.Stats[k] = summarize(v)
+		c.Stats[k] = benchstat.Summarize(v)
 	}
 	c.Ratio = 0
 	if r, h := c.Stats[c.Rcluster], c.Stats[c.Hand]; r != nil && h != nil && r.MedianMS > 0 {
