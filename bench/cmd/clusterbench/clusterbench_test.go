@@ -1,8 +1,6 @@
 package main
 
 import (
-	"github.com/rcluster/rcluster/bench/internal/benchstat"
-
 	"bytes"
 	"context"
 	"encoding/json"
@@ -17,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rcluster/rcluster/bench/internal/benchstat"
 	"github.com/rcluster/rcluster/internal/spec"
 	"github.com/rcluster/rcluster/internal/testutil/redistest"
 )

@@ -16,8 +16,6 @@
 package main
 
 import (
-	"github.com/rcluster/rcluster/bench/internal/benchstat"
-
 	"context"
 	"errors"
 	"flag"
@@ -33,6 +31,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9/logging"
+
+	"github.com/rcluster/rcluster/bench/internal/benchstat"
 )
 
 type benchCase struct{ nodes, replicas int }

@@ -1,13 +1,13 @@
 package main
 
 import (
-	"github.com/rcluster/rcluster/bench/internal/benchstat"
-
 	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/rcluster/rcluster/bench/internal/benchstat"
 )
 
 // Sample is one alternating run: both paths on the same case, back to back.

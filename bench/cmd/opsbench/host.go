@@ -1,13 +1,13 @@
 package main
 
 import (
-	"github.com/rcluster/rcluster/bench/internal/benchstat"
-
 	"context"
 	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/rcluster/rcluster/bench/internal/benchstat"
 )
 
 // A 2-core machine is shared with whatever else runs on it, and the

@@ -1,14 +1,14 @@
 package main
 
 import (
-	"github.com/rcluster/rcluster/bench/internal/benchstat"
-
 	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/rcluster/rcluster/bench/internal/benchstat"
 )
 
 // Sample is one run of one case: every measure it took, in ms from the
