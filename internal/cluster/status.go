@@ -232,10 +232,7 @@ func Problems(sts []NodeStatus) []string {
 			answers = append(answers, *s.answer)
 		}
 	}
-	for _, f := range health.Assess(answers, len(sts)) {
-		if (f.Criterion == health.Flags || f.Criterion == health.BusLinks) && down[f.Peer] {
-			continue
-		}
+	for _, f := range health.WithoutDown(health.Assess(answers, len(sts)), func(a string) bool { return down[a] }) {
 		reasons[f.Addr] = append(reasons[f.Addr], f.Reason)
 	}
 	var out []string

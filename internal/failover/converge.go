@@ -212,10 +212,8 @@ func evaluate(views []*view, want Want) error {
 			}
 		}
 	}
-	for _, f := range health.Assess(answers, 0) {
-		if (f.Criterion == health.Flags || f.Criterion == health.BusLinks) && silent[f.Peer] {
-			continue // a node that does not answer is not part of the agreement
-		}
+	// A node that does not answer is not part of the agreement.
+	for _, f := range health.WithoutDown(health.Assess(answers, 0), func(a string) bool { return silent[a] }) {
 		pr.add("%s", f)
 	}
 	for _, s := range want.Shards {

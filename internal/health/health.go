@@ -151,6 +151,21 @@ func Judge(answers []Answer, expectNodes int) []Problem {
 	return kept
 }
 
+// WithoutDown drops the findings that only say a node known to be down
+// (killed, paused, partitioned: down(addr) true) is seen failing or without
+// a bus link: once the down node is accounted for, its peers noticing it
+// is no news. Every other finding stays.
+func WithoutDown(fs []Finding, down func(addr string) bool) []Finding {
+	out := fs[:0:0]
+	for _, f := range fs {
+		if (f.Criterion == Flags || f.Criterion == BusLinks) && down(f.Peer) {
+			continue
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
 // Assess applies the given criteria (all of them when none is given) and
 // returns what failed, criterion by criterion in the order of the
 // constants, each in answers order.

@@ -402,3 +402,19 @@ func BenchmarkJudge100(b *testing.B) {
 		Judge(as, 100)
 	}
 }
+
+func TestWithoutDown(t *testing.T) {
+	fs := []Finding{
+		{Addr: "a", Criterion: Flags, Peer: "d", Reason: "sees d as fail"},
+		{Addr: "a", Criterion: BusLinks, Peer: "d", Reason: "has no bus link to d"},
+		{Addr: "a", Criterion: Flags, Peer: "e", Reason: "sees e as fail"},
+		{Addr: "a", Criterion: State, Reason: "cluster_state:fail"},
+	}
+	got := WithoutDown(fs, func(a string) bool { return a == "d" })
+	if len(got) != 2 || got[0].Peer != "e" || got[1].Criterion != State {
+		t.Fatalf("WithoutDown = %+v, want the finding about e and the state", got)
+	}
+	if len(fs) != 4 || fs[0].Peer != "d" {
+		t.Fatalf("WithoutDown changed its input: %+v", fs)
+	}
+}
