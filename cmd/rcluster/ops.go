@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -153,11 +154,7 @@ func nodeCommand(fileFlag cli.Flag, stdout, stderr io.Writer) *cli.Command {
 				return usagef("node needs an operation: %s", strings.Join(names, ", "))
 			}
 			op := cluster.NodeOp(args[0])
-			known := false
-			for _, o := range cluster.NodeOps {
-				known = known || o == op
-			}
-			if !known {
+			if !slices.Contains(cluster.NodeOps, op) {
 				return usagef("node %q: want one of %s", args[0], strings.Join(names, ", "))
 			}
 			nodes := args[1:]

@@ -374,19 +374,9 @@ func matchID(nodes []spec.Node, view []topology.Node, name string) (spec.Node, b
 	return spec.Node{}, false
 }
 
-// liveView is the first answering node's CLUSTER NODES.
+// liveView is the first answering spec node's CLUSTER NODES (viewOf).
 func (c *Cluster) liveView(ctx context.Context) ([]topology.Node, error) {
-	var errs []error
-	for _, a := range c.Spec.Addrs() {
-		cl := c.Conn.Node(a)
-		txt, err := cl.ClusterNodes(ctx).Result()
-		cl.Close()
-		if err == nil {
-			return topology.ParseNodes(txt)
-		}
-		errs = append(errs, fmt.Errorf("node %s: %w", a, err))
-	}
-	return nil, fmt.Errorf("no node of the cluster answered: %w", errors.Join(errs...))
+	return c.viewOf(ctx, c.Spec.Nodes())
 }
 
 // nodeNames lists the cluster's nodes for messages: "127.0.0.1:7001
