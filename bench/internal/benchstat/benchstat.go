@@ -50,10 +50,22 @@ func BusyPercent(ctx context.Context, window time.Duration) float64 {
 	case <-t.C:
 	}
 	idle1, all1, ok := times(ctx)
-	if !ok || all1 <= all0 {
+	if !ok {
 		return -1
 	}
-	return 100 * (1 - (idle1-idle0)/(all1-all0))
+	return busyBetween(idle0, all0, idle1, all1)
+}
+
+// busyBetween is the busy share between two readings of the cumulative
+// idle and total CPU seconds, or -1 when no time passed. The counters are
+// sums of float seconds, so a fully idle window can come out a hair below
+// 0 (and a fully busy one above 100): it is clamped, never reported as
+// the -1 that means "unknown".
+func busyBetween(idle0, all0, idle1, all1 float64) float64 {
+	if all1 <= all0 {
+		return -1
+	}
+	return min(100, max(0, 100*(1-(idle1-idle0)/(all1-all0))))
 }
 
 func times(ctx context.Context) (idle, all float64, ok bool) {

@@ -28,6 +28,23 @@ func TestSummarize(t *testing.T) {
 	}
 }
 
+func TestBusyBetweenClampsRounding(t *testing.T) {
+	// Readings where the idle delta equals the total delta (an idle
+	// window) but float sums give 100*(1-x) = -1.5e-9: seen in CI.
+	if b := busyBetween(65507.7, 65507.7+78.87, 65507.7+0.48, 65507.7+78.87+0.48); b != 0 {
+		t.Errorf("idle window = %v, want 0", b)
+	}
+	if b := busyBetween(10, 20, 10, 30); b != 100 {
+		t.Errorf("busy window = %v, want 100", b)
+	}
+	if b := busyBetween(10, 20, 15, 30); b != 50 {
+		t.Errorf("half window = %v, want 50", b)
+	}
+	if b := busyBetween(10, 20, 10, 20); b != -1 {
+		t.Errorf("no time passed = %v, want -1", b)
+	}
+}
+
 func TestBusyPercent(t *testing.T) {
 	if b := BusyPercent(context.Background(), 50*time.Millisecond); b < 0 || b > 100 {
 		t.Errorf("BusyPercent = %v, want 0..100", b)
