@@ -423,3 +423,33 @@ func TestCollapseMovesEachSlotOnce(t *testing.T) {
 		t.Fatalf("collapse = %v, want %v", got, want)
 	}
 }
+
+// TestPlanScalePromotesReplicas: replicas 1 -> 0 on the same six ports
+// plans the three replicas as masters to be reset and joined again (it
+// used to be refused), and the dry-run plan says so.
+func TestPlanScalePromotesReplicas(t *testing.T) {
+	s := testSpec(t, 7001, 7002, 7003, 7004, 7005, 7006)
+	c := &Cluster{Spec: s}
+	saved := &statedir.State{Name: s.Name, Runtime: s.RuntimeName(), Host: s.Host, Ports: slices.Clone(s.Ports), Replicas: 1, Formed: true}
+	p, err := c.planScale(saved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"127.0.0.1:7004", "127.0.0.1:7005", "127.0.0.1:7006"}
+	if !slices.Equal(p.Promote, want) {
+		t.Errorf("Promote = %v, want %v", p.Promote, want)
+	}
+	if len(p.Masters) != 6 || len(p.Replicas) != 0 || len(p.Add) != 0 || len(p.Remove) != 0 {
+		t.Errorf("plan = %+v, want 6 masters and nothing added, removed or replicating", p)
+	}
+	var out bytes.Buffer
+	p.Write(&out)
+	if !strings.Contains(out.String(), "replicas made empty masters (forgotten, reset, joined again; their masters keep the keys): "+strings.Join(want, " ")) {
+		t.Errorf("plan output lacks the promotion:\n%s", out.String())
+	}
+	// The other way (0 -> 1) promotes nobody.
+	s.Replicas, saved.Replicas = 1, 0
+	if p, err = c.planScale(saved); err != nil || len(p.Promote) != 0 {
+		t.Errorf("replicas 0 -> 1: Promote = %v, err %v; want none", p.Promote, err)
+	}
+}

@@ -406,3 +406,12 @@ func byAddr(view []topology.Node, addr string) (topology.Node, bool) {
 	}
 	return topology.Node{}, false
 }
+
+func byID(view []topology.Node, id string) (topology.Node, bool) {
+	for _, v := range view {
+		if v.ID == id {
+			return v, true
+		}
+	}
+	return topology.Node{}, false
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -25,7 +26,10 @@ import (
 // changed in place by up instead of refused: new nodes are started and
 // joined, slots move (with their keys) from the masters that stop being
 // masters to the planned ones, replicas follow their planned masters, and
-// removed nodes are forgotten by every node and stopped.
+// removed nodes are forgotten by every node and stopped. A replica that
+// the new spec makes a master (say replicas 1 -> 0 on the same ports) is
+// forgotten by every node, reset to an empty master with a new node id
+// and met again; its master keeps the keys, and slots then move to it.
 
 // scalable reports whether want differs from the saved, formed cluster
 // only in what up can change on a running cluster: ports and replicas, with
@@ -53,7 +57,8 @@ func scalable(saved, want statedir.State) bool {
 }
 
 // ErrScaleUnsupported: the spec's new shape needs a change scaling does
-// not make (a replica turned into a master); nothing was changed.
+// not make safely (a replica to be made a master whose own master is not
+// serving its keys); nothing was changed.
 var ErrScaleUnsupported = errors.New("scaling cannot make this change")
 
 // ScalePlan is what up does to reshape a running cluster.
@@ -63,6 +68,9 @@ type ScalePlan struct {
 	FromReplicas, ToReplicas int
 	// Add are started and joined; Remove drained, forgotten and stopped.
 	Add, Remove []spec.Node
+	// Promote are replicas (in the saved shape) the new spec makes
+	// masters: forgotten, reset to empty masters and joined again.
+	Promote []string
 	// Masters are the planned masters; Replicas the planned replica ->
 	// master pairs (addresses).
 	Masters  []string
@@ -92,8 +100,7 @@ func (c *Cluster) planScale(saved *statedir.State) (*ScalePlan, error) {
 		}
 		for _, sh := range plan.Shards {
 			if wasReplica[sh.Master.Addr()] {
-				return nil, fmt.Errorf("%w: %s is a replica, the new spec makes it a master; give new masters new ports instead, or `rcluster down --purge` to start over",
-					ErrScaleUnsupported, sh.Master.Addr())
+				p.Promote = append(p.Promote, sh.Master.Addr())
 			}
 		}
 	}
@@ -120,6 +127,9 @@ func (p *ScalePlan) Write(w io.Writer) {
 		return strings.Join(out, " ")
 	}
 	fmt.Fprintf(w, "start and join: %s\n", names(p.Add))
+	if len(p.Promote) > 0 {
+		fmt.Fprintf(w, "replicas made empty masters (forgotten, reset, joined again; their masters keep the keys): %s\n", strings.Join(p.Promote, " "))
+	}
 	fmt.Fprintf(w, "masters (slots spread evenly over them, keys moved with their slots): %s\n", strings.Join(p.Masters, " "))
 	for _, m := range p.Masters {
 		var reps []string
@@ -225,17 +235,26 @@ func (c *Cluster) scale(ctx context.Context, saved, state *statedir.State, begin
 		return jerr
 	}
 
-	// 3. Every planned master must be a master already (new nodes are):
-	// turning a replica into a master would need it reset and re-met,
-	// which this version does not do reliably.
+	// 3. Planned masters that are replicas now become empty masters.
 	view, err := c.viewOf(ctx, all)
 	if err != nil {
 		return err
 	}
+	var promote []spec.Node
 	for _, n := range s.Nodes() {
 		if me, _ := byAddr(view, n.Addr()); slices.Contains(plan.Masters, n.Addr()) && me.IsReplica() {
-			return fmt.Errorf("%w: %s is a replica, the new spec makes it a master; give new masters new ports instead "+
-				"(or put the spec back: up undoes what was joined)", ErrScaleUnsupported, n.Addr())
+			promote = append(promote, n)
+		}
+	}
+	if len(promote) > 0 {
+		begin(fmt.Sprintf("Making %d replica(s) empty masters: forget, reset, join again", len(promote)))
+		perr := c.promote(ctx, view, promote, old.Nodes()[0], all)
+		st.End(perr == nil)
+		if perr != nil {
+			return perr
+		}
+		if view, err = c.viewOf(ctx, all); err != nil {
+			return err
 		}
 	}
 
@@ -267,7 +286,7 @@ func (c *Cluster) scale(ctx context.Context, saved, state *statedir.State, begin
 	// 6. Removed nodes: stopped, then forgotten by every node.
 	if len(plan.Remove) > 0 {
 		begin(fmt.Sprintf("Removing %d node(s)", len(plan.Remove)))
-		rerr := c.remove(ctx, prov, view, plan.Remove)
+		rerr := c.remove(ctx, prov, view, plan.Remove, state)
 		st.End(rerr == nil)
 		if rerr != nil {
 			return rerr
@@ -455,10 +474,10 @@ func (c *Cluster) replicatePlanned(ctx context.Context, view []topology.Node, pl
 // remove stops the removed nodes (they hold no slot any more), has every
 // remaining node forget them (CLUSTER FORGET keeps a node out for 60 s:
 // all nodes are told at once, well within it), waits until none knows them,
-// and deletes their cluster state so the port starts fresh if it comes
-// back (their keys are gone with their slots; a removed replica's data is a
-// copy).
-func (c *Cluster) remove(ctx context.Context, prov provider.Provider, view []topology.Node, gone []spec.Node) error {
+// and deletes their data dir (when rcluster created it: state records it as
+// a tree) so the port starts fresh if it comes back (their keys are gone
+// with their slots; a removed replica's data is a copy).
+func (c *Cluster) remove(ctx context.Context, prov provider.Provider, view []topology.Node, gone []spec.Node, state *statedir.State) error {
 	for _, n := range gone {
 		if me, ok := byAddr(view, n.Addr()); ok && me.IsMaster() && len(me.Slots) > 0 {
 			return fmt.Errorf("scale: node %s still owns slots %s; not removing it", n.Addr(), topology.FormatRanges(me.Slots))
@@ -491,7 +510,69 @@ func (c *Cluster) remove(ctx context.Context, prov provider.Provider, view []top
 		return err
 	}
 	for _, g := range gone {
-		_ = os.RemoveAll(c.Spec.DataDir(g.Port))
+		dd := c.Spec.DataDir(g.Port)
+		if rel, err := filepath.Rel(c.Spec.Dir, dd); err == nil && slices.Contains(state.Trees, filepath.ToSlash(rel)) {
+			_ = os.RemoveAll(dd)
+		}
 	}
 	return nil
+}
+
+// promote makes each replica of nodes an empty master of the cluster:
+// every other node forgets it (CLUSTER FORGET bans its id for 60 s, so
+// gossip cannot bring it back), it is reset (CLUSTER RESET HARD: a new
+// id, epochs zero, its copy of the data dropped) and it meets seed again.
+// Forgetting first matters: a node reset while the others still know its
+// old id leaves them a "noaddr" ghost of it. Each replica's master must be
+// up, since the replica's copy of the keys is dropped.
+func (c *Cluster) promote(ctx context.Context, view []topology.Node, nodes []spec.Node, seed spec.Node, all []spec.Node) error {
+	resetting := map[string]string{} // addr -> old id
+	for _, n := range nodes {
+		me, _ := byAddr(view, n.Addr())
+		m, ok := byID(view, me.MasterID)
+		if !ok || !m.IsMaster() || m.Trouble() != "" {
+			return fmt.Errorf("%w: %s is a replica the new spec makes a master, but its master %.8s is not a serving master (%s %s); "+
+				"nothing was reset", ErrScaleUnsupported, n.Addr(), me.MasterID, m.Addr, strings.Join(m.Flags, ","))
+		}
+		resetting[n.Addr()] = me.ID
+	}
+	if resetting[seed.Addr()] != "" {
+		for _, x := range all {
+			if resetting[x.Addr()] == "" {
+				seed = x
+				break
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(all))
+	for i, n := range all {
+		if resetting[n.Addr()] != "" {
+			continue
+		}
+		wg.Go(func() {
+			cl := c.Conn.Node(n.Addr())
+			defer cl.Close()
+			for addr, id := range resetting {
+				if err := cl.ClusterForget(ctx, id).Err(); err != nil && !strings.Contains(err.Error(), "Unknown node") {
+					errs[i] = errors.Join(errs[i], fmt.Errorf("node %s: CLUSTER FORGET %s (%s): %w", n.Addr(), addr, id, err))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("scale: %w", err)
+	}
+	for _, n := range nodes {
+		cl := c.Conn.Node(n.Addr())
+		err := cl.ClusterResetHard(ctx).Err()
+		cl.Close()
+		if err != nil {
+			return fmt.Errorf("scale: node %s: CLUSTER RESET HARD: %w", n.Addr(), err)
+		}
+		c.record(events.Event{Kind: events.KindRole, Node: n.Addr(), NodeID: resetting[n.Addr()],
+			Message: fmt.Sprintf("replica %s reset to an empty master (scaling): forgotten by every node, joining again with a new id", n.Addr())})
+	}
+	return c.join(ctx, seed, nodes, all)
 }
