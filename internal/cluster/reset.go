@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/rcluster/rcluster/internal/events"
 	"github.com/rcluster/rcluster/internal/failover"
+	"github.com/rcluster/rcluster/internal/migrate"
 	"github.com/rcluster/rcluster/internal/poll"
 	"github.com/rcluster/rcluster/internal/slots"
 	"github.com/rcluster/rcluster/internal/spec"
@@ -33,6 +35,15 @@ type ResetResult struct {
 	Resumed    []string `json:"resumed,omitempty"`
 	FailedBack []string `json:"failed_back,omitempty"`
 	Replicated []string `json:"replicated,omitempty"`
+	// Promoted are planned masters that had become replicas of another
+	// shard (a master whose slots were all moved away turns into a replica
+	// of the node that took its last slot): reset to empty masters and
+	// joined again.
+	Promoted []string `json:"promoted,omitempty"`
+	// Aborted is the number of open slots (held or interrupted migrations)
+	// undone; Moved the number of slots moved back to their planned master.
+	Aborted int `json:"aborted,omitempty"`
+	Moved   int `json:"moved,omitempty"`
 	// Flushed is the number of masters flushed.
 	Flushed int           `json:"flushed"`
 	Took    time.Duration `json:"took_ns"`
@@ -40,9 +51,12 @@ type ResetResult struct {
 
 // Reset brings a running cluster back to the state right after its first
 // up, far cheaper than a new cluster: every stopped, killed or paused node
-// running again, the spec's masters masters again (failing back with
-// graceful failovers, no acknowledged write lost), every replica following
-// its planned master, the planned slot split, and (unless o.KeepData) no
+// running again, no slot open (held or interrupted migrations undone), the
+// spec's masters masters again (failing back with graceful failovers, no
+// acknowledged write lost; a planned master left a replica of another
+// shard after its slots were moved away is reset to an empty master), the
+// planned slot split (slots moved back, with their keys when o.KeepData),
+// every replica following its planned master, and (unless o.KeepData) no
 // keys. It returns when every node agrees the cluster is healthy and in
 // that shape.
 func (c *Cluster) Reset(ctx context.Context, o ResetOptions) (*ResetResult, error) {
@@ -113,17 +127,44 @@ func (c *Cluster) Reset(ctx context.Context, o ResetOptions) (*ResetResult, erro
 		}
 	}
 
-	// 2. The planned roles: fail back, then re-point replicas.
+	// 2. No open slot: migrations held or interrupted are undone (keys
+	// back to their source).
+	open, err := migrate.Open(ctx, s.Addrs(), c.Conn)
+	if err != nil {
+		return nil, fmt.Errorf("reset: %w", err)
+	}
+	if len(open) > 0 {
+		ares, err := migrate.Abort(ctx, s.Addrs(), c.Conn, migrate.Options{Log: c.log()})
+		c.recordMoves("reset: migrate --abort", ares, err)
+		if err != nil {
+			return nil, fmt.Errorf("reset: undo open slots: %w", err)
+		}
+		res.Aborted = len(open)
+	}
+
+	// 3. The planned roles: fail back (or reset a planned master that is a
+	// replica of another shard to an empty master).
 	view, err := c.liveView(ctx)
 	if err != nil {
 		return nil, err
 	}
+	plannedMaster := map[string]bool{}
+	for _, sh := range plan.Shards {
+		plannedMaster[sh.Master.Addr()] = true
+	}
+	var promote []spec.Node
 	for _, sh := range plan.Shards {
 		me, ok := byAddr(view, sh.Master.Addr())
 		if !ok {
 			return nil, fmt.Errorf("reset: node %s is not in the cluster's view", sh.Master.Addr())
 		}
 		if me.IsMaster() {
+			continue
+		}
+		if m, ok := byID(view, me.MasterID); ok && plannedMaster[m.Addr] {
+			// Failing over would take that other shard's slots: this node
+			// holds only a copy of them.
+			promote = append(promote, sh.Master)
 			continue
 		}
 		// Sequential: concurrent elections compete for the same votes.
@@ -137,6 +178,49 @@ func (c *Cluster) Reset(ctx context.Context, o ResetOptions) (*ResetResult, erro
 			return nil, err
 		}
 	}
+	if len(promote) > 0 {
+		var seed spec.Node
+		for _, sh := range plan.Shards {
+			if !slices.Contains(promote, sh.Master) {
+				seed = sh.Master
+				break
+			}
+		}
+		if err := c.promote(ctx, view, promote, seed, s.Nodes(), "reset"); err != nil {
+			return nil, fmt.Errorf("reset: %w", err)
+		}
+		for _, n := range promote {
+			res.Promoted = append(res.Promoted, n.Addr())
+		}
+		if view, err = c.liveView(ctx); err != nil {
+			return nil, err
+		}
+	}
+
+	// 4. No keys (before slots move back: moving empty slots is only
+	// SETSLOTs).
+	if !o.KeepData {
+		n, err := c.flushMasters(ctx, view)
+		if err != nil {
+			return nil, err
+		}
+		res.Flushed = n
+	}
+
+	// 5. The planned slot split, then every replica on its planned master
+	// (a master must give its slots away before it can replicate).
+	if moves, err := movesToPlan(plan, view); err != nil {
+		return nil, err
+	} else if len(moves) > 0 {
+		mres, err := c.migrate(ctx, moves, migrate.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("reset: move slots back to their planned masters: %w", err)
+		}
+		res.Moved = len(mres.Moves)
+		if view, err = c.liveView(ctx); err != nil {
+			return nil, err
+		}
+	}
 	if err := c.replicateAsPlanned(ctx, plan, view, res); err != nil {
 		return nil, err
 	}
@@ -144,15 +228,7 @@ func (c *Cluster) Reset(ctx context.Context, o ResetOptions) (*ResetResult, erro
 		return nil, err
 	}
 
-	// 3. No keys.
-	if !o.KeepData {
-		if err := c.flushMasters(ctx, plan); err != nil {
-			return nil, err
-		}
-		res.Flushed = len(plan.Shards)
-	}
-
-	// 4. Every node agrees on the planned shape.
+	// 6. Every node agrees on the planned shape.
 	if _, err := failover.WaitConverged(ctx, s.Addrs(), c.Conn, plannedWant(plan, view)); err != nil {
 		return nil, fmt.Errorf("reset: %w", err)
 	}
@@ -177,7 +253,14 @@ func (r *ResetResult) String() string {
 	}
 	add("started", r.Started)
 	add("resumed", r.Resumed)
+	if r.Aborted > 0 {
+		parts = append(parts, fmt.Sprintf("undid %d open slots", r.Aborted))
+	}
 	add("failed back to", r.FailedBack)
+	add("reset to empty masters", r.Promoted)
+	if r.Moved > 0 {
+		parts = append(parts, fmt.Sprintf("moved %d slots back", r.Moved))
+	}
 	add("re-pointed replicas", r.Replicated)
 	if r.Flushed > 0 {
 		parts = append(parts, fmt.Sprintf("flushed %d masters", r.Flushed))
@@ -217,36 +300,74 @@ func (c *Cluster) replicateAsPlanned(ctx context.Context, plan *slots.Plan, view
 	return nil
 }
 
-// checkSlotSplit refuses a cluster whose masters no longer own the planned
-// slots (slots moved by hand): reset does not move slots.
+// movesToPlan are the moves that give every planned master exactly its
+// planned slots, from whichever master owns each now.
+func movesToPlan(plan *slots.Plan, view []topology.Node) ([]migrate.Move, error) {
+	owner := map[int]string{}
+	for _, n := range view {
+		if n.IsMaster() {
+			for _, r := range n.Slots {
+				for sl := r.Start; sl <= r.End; sl++ {
+					owner[sl] = n.ID
+				}
+			}
+		}
+	}
+	var moves []migrate.Move
+	for _, sh := range plan.Shards {
+		m, ok := byAddr(view, sh.Master.Addr())
+		if !ok || !m.IsMaster() {
+			return nil, fmt.Errorf("reset: planned master %s is not a master in the cluster's view", sh.Master.Addr())
+		}
+		for sl := sh.Slots.Start; sl <= sh.Slots.End; sl++ {
+			switch o := owner[sl]; {
+			case o == "":
+				return nil, fmt.Errorf("reset: slot %d is served by no master; run `rcluster up` to repair the cluster first", sl)
+			case o != m.ID:
+				moves = append(moves, migrate.Move{Slot: sl, From: o, To: m.ID})
+			}
+		}
+	}
+	return moves, nil
+}
+
+// checkSlotSplit asserts that the planned masters own exactly the planned
+// slots (after movesToPlan's moves).
 func checkSlotSplit(plan *slots.Plan, view []topology.Node) error {
 	for _, sh := range plan.Shards {
 		m, _ := byAddr(view, sh.Master.Addr())
 		got := topology.MergeRanges(m.Slots)
 		if len(got) != 1 || got[0] != sh.Slots {
-			return fmt.Errorf("reset: master %s owns slots %s, the plan says %d-%d; slots moved by hand are not moved back by reset",
+			return fmt.Errorf("reset: master %s owns slots %s, the plan says %d-%d",
 				sh.Master.Addr(), topology.FormatRanges(got), sh.Slots.Start, sh.Slots.End)
 		}
 	}
 	return nil
 }
 
-// flushMasters empties every master (FLUSHALL SYNC; replicas follow
-// through replication, which plannedWant waits for).
-func (c *Cluster) flushMasters(ctx context.Context, plan *slots.Plan) error {
-	errs := make([]error, len(plan.Shards))
+// flushMasters empties every master of view (FLUSHALL SYNC; replicas
+// follow through replication, which plannedWant waits for) and says how
+// many it flushed.
+func (c *Cluster) flushMasters(ctx context.Context, view []topology.Node) (int, error) {
+	var masters []string
+	for _, n := range view {
+		if n.IsMaster() && slices.Contains(c.Spec.Addrs(), n.Addr) {
+			masters = append(masters, n.Addr)
+		}
+	}
+	errs := make([]error, len(masters))
 	var wg sync.WaitGroup
-	for i, sh := range plan.Shards {
+	for i, a := range masters {
 		wg.Go(func() {
-			cl := c.Conn.Node(sh.Master.Addr())
+			cl := c.Conn.Node(a)
 			defer cl.Close()
 			if err := cl.Do(ctx, "FLUSHALL", "SYNC").Err(); err != nil {
-				errs[i] = fmt.Errorf("reset: node %s: FLUSHALL: %w", sh.Master.Addr(), err)
+				errs[i] = fmt.Errorf("reset: node %s: FLUSHALL: %w", a, err)
 			}
 		})
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	return len(masters), errors.Join(errs...)
 }
 
 // waitEmpty waits until no node holds a key (replicas apply the masters'

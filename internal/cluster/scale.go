@@ -248,7 +248,7 @@ func (c *Cluster) scale(ctx context.Context, saved, state *statedir.State, begin
 	}
 	if len(promote) > 0 {
 		begin(fmt.Sprintf("Making %d replica(s) empty masters: forget, reset, join again", len(promote)))
-		perr := c.promote(ctx, view, promote, old.Nodes()[0], all)
+		perr := c.promote(ctx, view, promote, old.Nodes()[0], all, "scaling")
 		st.End(perr == nil)
 		if perr != nil {
 			return perr
@@ -524,14 +524,15 @@ func (c *Cluster) remove(ctx context.Context, prov provider.Provider, view []top
 // id, epochs zero, its copy of the data dropped) and it meets seed again.
 // Forgetting first matters: a node reset while the others still know its
 // old id leaves them a "noaddr" ghost of it. Each replica's master must be
-// up, since the replica's copy of the keys is dropped.
-func (c *Cluster) promote(ctx context.Context, view []topology.Node, nodes []spec.Node, seed spec.Node, all []spec.Node) error {
+// up, since the replica's copy of the keys is dropped. why is for the
+// event log ("scaling", "reset").
+func (c *Cluster) promote(ctx context.Context, view []topology.Node, nodes []spec.Node, seed spec.Node, all []spec.Node, why string) error {
 	resetting := map[string]string{} // addr -> old id
 	for _, n := range nodes {
 		me, _ := byAddr(view, n.Addr())
 		m, ok := byID(view, me.MasterID)
 		if !ok || !m.IsMaster() || m.Trouble() != "" {
-			return fmt.Errorf("%w: %s is a replica the new spec makes a master, but its master %.8s is not a serving master (%s %s); "+
+			return fmt.Errorf("%w: %s is a replica that must become a master, but its master %.8s is not a serving master (%s %s); "+
 				"nothing was reset", ErrScaleUnsupported, n.Addr(), me.MasterID, m.Addr, strings.Join(m.Flags, ","))
 		}
 		resetting[n.Addr()] = me.ID
@@ -572,7 +573,7 @@ func (c *Cluster) promote(ctx context.Context, view []topology.Node, nodes []spe
 			return fmt.Errorf("scale: node %s: CLUSTER RESET HARD: %w", n.Addr(), err)
 		}
 		c.record(events.Event{Kind: events.KindRole, Node: n.Addr(), NodeID: resetting[n.Addr()],
-			Message: fmt.Sprintf("replica %s reset to an empty master (scaling): forgotten by every node, joining again with a new id", n.Addr())})
+			Message: fmt.Sprintf("replica %s reset to an empty master (%s): forgotten by every node, joining again with a new id", n.Addr(), why)})
 	}
 	return c.join(ctx, seed, nodes, all)
 }
