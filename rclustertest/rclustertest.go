@@ -42,6 +42,7 @@ type Option func(*config)
 
 type config struct {
 	nodes       int // 0: 3 masters and their replicas
+	maxNodes    int // ports reserved for Scale (0: nodes)
 	replicas    int
 	directives  spec.Config
 	redisServer string
@@ -54,6 +55,10 @@ type config struct {
 // WithNodes sets the total number of nodes (masters and replicas). The
 // default is 3 masters plus their replicas: 3 * (replicas + 1).
 func WithNodes(n int) Option { return func(c *config) { c.nodes = n } }
+
+// WithMaxNodes reserves ports for up to n nodes, so that Scale can grow
+// the cluster to n nodes (the default reserves only the starting nodes).
+func WithMaxNodes(n int) Option { return func(c *config) { c.maxNodes = n } }
 
 // WithReplicas sets the number of replicas per master (default 0).
 func WithReplicas(r int) Option { return func(c *config) { c.replicas = r } }
@@ -89,6 +94,10 @@ type Cluster struct {
 	addrs []string
 	conn  redisconn.Options
 	cl    *cluster.Cluster
+	// base and maxNodes are the reserved port block (for Scale).
+	base, maxNodes int
+	timeout        time.Duration
+	shared         bool // taken from a Shared
 }
 
 // Start brings up a cluster for t and registers its shutdown with
@@ -109,7 +118,8 @@ func Start(t testing.TB, opts ...Option) *Cluster {
 		}
 		t.Skipf("rclustertest: redis-server %q not found: %v", cfg.redisServer, err)
 	}
-	base := portBlock(t, cfg.nodes)
+	cfg.maxNodes = max(cfg.maxNodes, cfg.nodes)
+	base := portBlock(t, cfg.maxNodes)
 	s := &spec.Spec{
 		Name:        "rclustertest",
 		Host:        cfg.host,
@@ -153,7 +163,7 @@ func Start(t testing.TB, opts ...Option) *Cluster {
 		t.Fatalf("rclustertest: client settings: %v", err)
 	}
 	cl.Conn = conn
-	return &Cluster{t: t, spec: s, addrs: s.Addrs(), conn: conn, cl: cl}
+	return &Cluster{t: t, spec: s, addrs: s.Addrs(), conn: conn, cl: cl, base: base, maxNodes: cfg.maxNodes, timeout: cfg.timeout}
 }
 
 // Addrs returns every node's host:port (masters first).

@@ -66,7 +66,7 @@ func (s *Shared) Take(t testing.TB) *Cluster {
 	s.mu.Lock()
 	t.Cleanup(s.mu.Unlock)
 	c := *s.c
-	c.t = t
+	c.t, c.shared = t, true
 	c.Reset()
 	return &c
 }

@@ -1,0 +1,231 @@
+package rclustertest_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rcluster/rcluster/internal/topology"
+	"github.com/rcluster/rcluster/rclustertest"
+)
+
+// view is one node's CLUSTER NODES, parsed.
+func view(ctx context.Context, t *testing.T, c *rclustertest.Cluster, addr string) []topology.Node {
+	t.Helper()
+	txt, err := c.Client(addr).ClusterNodes(ctx).Result()
+	if err != nil {
+		t.Fatalf("CLUSTER NODES on %s: %v", addr, err)
+	}
+	nodes, err := topology.ParseNodes(txt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nodes
+}
+
+// slotsOf is the slots addr owns, as the first node sees it.
+func slotsOf(ctx context.Context, t *testing.T, c *rclustertest.Cluster, addr string) []topology.SlotRange {
+	t.Helper()
+	for _, n := range view(ctx, t, c, c.Addrs()[0]) {
+		if n.Addr == addr {
+			return topology.MergeRanges(n.Slots)
+		}
+	}
+	t.Fatalf("%s is not in the cluster's view", addr)
+	return nil
+}
+
+func slotRange(a, b int) []int {
+	var out []int
+	for s := a; s <= b; s++ {
+		out = append(out, s)
+	}
+	return out
+}
+
+// TestSharedSlotMovesThenReset: with a client writing throughout, slots
+// move (migrate, rebalance, a held migration aborted and one finished, a
+// reshard that empties a master, which Redis then turns into a replica)
+// and no acknowledged write is lost; every node agrees after each call. A
+// migration is left held; the next test that takes the shared cluster
+// finds no open slot, the planned masters and slot split, and no keys.
+func TestSharedSlotMovesThenReset(t *testing.T) {
+	t.Run("moves", func(t *testing.T) {
+		c := takeShared(t)
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		m := c.Masters()
+		w := startWriter(c)
+
+		r := c.MigrateSlots(m[1], slotRange(0, 99)...)
+		t.Logf("migrate: %s", r.Detail)
+		agreeNow(ctx, t, c)
+		if got := slotsOf(ctx, t, c, m[1]); topology.FormatRanges(got) != "0-99,5461-10922" {
+			t.Errorf("after migrating 0-99 to %s it owns %s", m[1], topology.FormatRanges(got))
+		}
+		r = c.Rebalance(rclustertest.RebalanceOptions{Threshold: 1})
+		t.Logf("rebalance: %s", r.Detail)
+		if r.Slots == 0 {
+			t.Errorf("rebalance with threshold 1%% moved nothing after 100 slots moved")
+		}
+		agreeNow(ctx, t, c)
+
+		// A held migration: a plain client gets -ASK for moved keys.
+		rdb := c.ClusterClient()
+		var keys []string
+		for i := range 20 {
+			k := fmt.Sprintf("{held}:%d", i)
+			if err := rdb.Set(ctx, k, i, 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+			keys = append(keys, k)
+		}
+		slot := rclustertest.SlotOf("{held}")
+		r = c.HoldMigration(m[2], slot)
+		open := c.OpenSlots()
+		if len(open) != 1 || open[0].Slot != slot || open[0].Target != m[2] || open[0].SourceKeys+open[0].TargetKeys != 20 {
+			t.Fatalf("open slots after holding slot %d: %+v, want it open to %s with its 20 keys", slot, open, m[2])
+		}
+		asks := 0
+		for _, k := range keys {
+			if err := c.Client(open[0].Source).Get(ctx, k).Err(); err != nil && strings.HasPrefix(err.Error(), "ASK ") {
+				asks++
+			}
+		}
+		if asks != int(open[0].TargetKeys) || asks == 0 {
+			t.Errorf("plain GETs on the source: %d -ASK, want one per moved key (%d)", asks, open[0].TargetKeys)
+		}
+		r = c.AbortMigrations()
+		t.Logf("abort: %s", r.Detail)
+		if open := c.OpenSlots(); len(open) != 0 {
+			t.Errorf("open slots after abort: %+v", open)
+		}
+		agreeNow(ctx, t, c)
+		c.HoldMigration(m[2], slot)
+		r = c.FinishMigrations()
+		t.Logf("finish: %s", r.Detail)
+		agreeNow(ctx, t, c)
+
+		// Empty the first master: Redis makes it a replica of the target.
+		n := topology.CountSlots(slotsOf(ctx, t, c, m[0]))
+		r = c.Reshard(m[2], n, m[0])
+		t.Logf("reshard: %s", r.Detail)
+		agreeNow(ctx, t, c)
+		for _, v := range view(ctx, t, c, m[1]) {
+			if v.Addr == m[0] && !v.IsReplica() {
+				t.Fatalf("%s emptied of its slots is %v, not the replica Redis makes of it: the reset below would not be tested", m[0], v.Flags)
+			}
+		}
+
+		// Left open for the next test's reset (slot 16000 is still the
+		// third master's).
+		if r := c.HoldMigration(m[1], 16000); r.Slots != 1 {
+			t.Fatalf("holding slot 16000 opened %d slots", r.Slots)
+		}
+
+		acked := w.stop()
+		if len(acked) < 100 {
+			t.Fatalf("only %d writes acknowledged: the workload did not run", len(acked))
+		}
+		if n := lost(ctx, t, c, append(acked, keys...)); n != 0 {
+			t.Fatalf("%d of %d acknowledged writes lost across the slot moves", n, len(acked)+len(keys))
+		}
+		t.Logf("acknowledged writes lost: 0 of %d (%d errors while slots moved)", len(acked)+len(keys), w.errs.Load())
+	})
+	t.Run("next test sees reset state", func(t *testing.T) {
+		c := takeShared(t)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		agreeNow(ctx, t, c)
+		if open := c.OpenSlots(); len(open) != 0 {
+			t.Errorf("open slots after reset: %+v", open)
+		}
+		var did []string
+		for _, e := range c.Events() {
+			if e.Kind == "reset" || strings.Contains(e.Message, "reset to an empty master") {
+				did = append(did, e.Message)
+			}
+		}
+		if last := strings.Join(did, " | "); !strings.Contains(last, "reset to an empty master (reset)") ||
+			!strings.Contains(last, "undid 1 open slots") || !strings.Contains(last, "moved ") {
+			t.Errorf("the reset's events do not say it undid the open slot, reset the emptied master and moved slots back: %s", last)
+		}
+		for i, want := range []string{"0-5460", "5461-10922", "10923-16383"} {
+			if got := topology.FormatRanges(slotsOf(ctx, t, c, c.Masters()[i])); got != want {
+				t.Errorf("after reset %s owns %s, want the planned %s", c.Masters()[i], got, want)
+			}
+		}
+		for _, a := range c.Addrs() {
+			if n, err := c.Client(a).DBSize(ctx).Result(); err != nil || n != 0 {
+				t.Errorf("%s holds %d keys after reset (%v)", a, n, err)
+			}
+		}
+	})
+}
+
+// TestSharedResetKeepDataMovesKeysBack: ResetKeepData after a migration
+// moves the slots back to their planned masters with their keys.
+func TestSharedResetKeepDataMovesKeysBack(t *testing.T) {
+	c := takeShared(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	rdb := c.ClusterClient()
+	var keys []string
+	for i := range 2000 {
+		k := fmt.Sprintf("keep:%d", i)
+		if err := rdb.Set(ctx, k, i, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k)
+	}
+	m := c.Masters()
+	c.MigrateSlots(m[1], slotRange(0, 1999)...)
+	c.ResetKeepData()
+	agreeNow(ctx, t, c)
+	if got := topology.FormatRanges(slotsOf(ctx, t, c, m[0])); got != "0-5460" {
+		t.Errorf("after ResetKeepData %s owns %s, want 0-5460", m[0], got)
+	}
+	if n := lost(ctx, t, c, keys); n != 0 {
+		t.Errorf("%d of %d keys lost by ResetKeepData", n, len(keys))
+	}
+}
+
+// TestScaleUpAndDownLosesNoAcknowledgedWrite: a test's own cluster scaled
+// from 3 masters to 3 masters with a replica each, then to 6 masters (the
+// replicas made masters), then back to 3, with a client writing
+// throughout: every node agrees after each Scale, nothing is lost.
+func TestScaleUpAndDownLosesNoAcknowledgedWrite(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a cluster")
+	}
+	c := rclustertest.Start(t, rclustertest.WithMaxNodes(6), rclustertest.WithConfig("cluster-node-timeout", "1000"))
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	w := startWriter(c)
+	for _, step := range []struct{ nodes, replicas, masters int }{{6, 1, 3}, {6, 0, 6}, {3, 0, 3}} {
+		t0 := time.Now()
+		c.Scale(step.nodes, step.replicas)
+		t.Logf("Scale(%d, %d) in %s", step.nodes, step.replicas, time.Since(t0).Round(time.Millisecond))
+		agreeNow(ctx, t, c)
+		masters := 0
+		for _, n := range view(ctx, t, c, c.Addrs()[0]) {
+			if n.IsMaster() && len(n.Slots) > 0 {
+				masters++
+			}
+		}
+		if len(c.Addrs()) != step.nodes || masters != step.masters {
+			t.Errorf("after Scale(%d, %d): %d nodes, %d masters with slots; want %d and %d", step.nodes, step.replicas,
+				len(c.Addrs()), masters, step.nodes, step.masters)
+		}
+	}
+	acked := w.stop()
+	if len(acked) < 100 {
+		t.Fatalf("only %d writes acknowledged: the workload did not run", len(acked))
+	}
+	if n := lost(ctx, t, c, acked); n != 0 {
+		t.Fatalf("%d of %d acknowledged writes lost while scaling", n, len(acked))
+	}
+	t.Logf("acknowledged writes lost: 0 of %d (%d errors while scaling)", len(acked), w.errs.Load())
+}
