@@ -340,6 +340,12 @@ func TestMigrateHoldGivesRealASKAndTryagain(t *testing.T) {
 	if n, err := target.ClusterCountKeysInSlot(ctx, slot).Result(); err != nil || n != 200 {
 		t.Errorf("after --finish the target holds %d keys of slot %d, want 200 (%v)", n, slot, err)
 	}
+	// Holding a slot on its own owner would open nothing: a usage error.
+	if r := rcluster(t, dir, "migrate", "--slots", strconv.Itoa(slot), "--to", strconv.Itoa(ports[1]), "--hold"); r.code != 2 ||
+		!strings.Contains(r.stderr, "nothing to hold") {
+		t.Errorf("migrate --hold of a slot to its owner: exit %d, want 2 saying nothing to hold:\n%s", r.code, r.stderr)
+	}
+	settled(t, ports)
 }
 
 func containsStr(xs []string, x string) bool {

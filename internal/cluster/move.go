@@ -113,6 +113,20 @@ func (c *Cluster) Migrate(ctx context.Context, slotList []int, to string, o Move
 	if err != nil {
 		return nil, err
 	}
+	if o.Hold {
+		// Moving a slot to its owner is skipped; held, that would leave
+		// the caller waiting for -ASK replies that never come.
+		view, err := c.liveView(ctx)
+		if err != nil {
+			return nil, err
+		}
+		owners := topology.SlotOwners(view)
+		for _, s := range slotList {
+			if owners[s] == target {
+				return nil, &BadInputError{fmt.Errorf("slot %d is already on %s: nothing to hold (pick a slot another master owns)", s, to)}
+			}
+		}
+	}
 	moves := make([]migrate.Move, len(slotList))
 	for i, s := range slotList {
 		moves[i] = migrate.Move{Slot: s, To: target}
