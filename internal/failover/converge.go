@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -212,14 +213,21 @@ func evaluate(views []*view, want Want) error {
 			}
 		}
 	}
-	// A node that does not answer is not part of the agreement.
-	for _, f := range health.WithoutDown(health.Assess(answers, 0), func(a string) bool { return silent[a] }) {
+	// A node that does not answer is not part of the agreement. Open
+	// slots are judged as pairs (checkOpenSlots): a held migration is a
+	// state the cluster can agree in.
+	for _, f := range health.WithoutDown(health.Assess(answers, 0, allBut(health.OpenSlots)...), func(a string) bool { return silent[a] }) {
 		pr.add("%s", f)
 	}
+	checkOpenSlots(&pr, ok, names)
 	for _, s := range want.Shards {
 		checkShard(&pr, ok, s, names)
 	}
 	return pr.err()
+}
+
+func allBut(c health.Criterion) []health.Criterion {
+	return slices.DeleteFunc(health.Criteria(), func(x health.Criterion) bool { return x == c })
 }
 
 func checkShard(pr *problems, ok []*view, s Shard, names namer) {

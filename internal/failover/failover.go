@@ -235,6 +235,11 @@ func Failover(ctx context.Context, seeds []string, conn redisconn.Options, targe
 			return nil, noVotes(ctx, p, rv.addr, pl, o.Mode, true)
 		}
 		last = errNewNodes
+		if res.Elected > 0 {
+			if _, err := carryOpenSlots(ctx, p, views, pl.master.ID, pl.replica.ID); err != nil {
+				last = err
+			}
+		}
 		if complete && ctx.Err() == nil {
 			a, err := agreed(ctx, p, views, want)
 			if err == nil {

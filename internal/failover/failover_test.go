@@ -218,3 +218,32 @@ func TestResultStringNamesTheParts(t *testing.T) {
 		t.Errorf("String() =\n%s\nwant\n%s", got, want)
 	}
 }
+
+// TestCheckOpenSlotsAcceptsOnlyPairs: a held migration (source owning the
+// slot and MIGRATING it to the target, the target IMPORTING it from the
+// source) is a state the cluster agrees in; one side alone, or sides
+// pointing elsewhere, is not.
+func TestCheckOpenSlotsAcceptsOnlyPairs(t *testing.T) {
+	mk := func(id string, slots []topology.SlotRange, mig, imp map[int]string) *view {
+		return &view{addr: id + ":1", me: topology.Node{ID: id, Addr: id + ":1", Flags: []string{"myself", "master"}, Slots: slots, Migrating: mig, Importing: imp}}
+	}
+	own := []topology.SlotRange{{Start: 0, End: 100}}
+	for _, tc := range []struct {
+		name  string
+		views []*view
+		bad   string
+	}{
+		{"pair", []*view{mk("a", own, map[int]string{5: "b"}, nil), mk("b", nil, nil, map[int]string{5: "a"})}, ""},
+		{"source only", []*view{mk("a", own, map[int]string{5: "b"}, nil), mk("b", nil, nil, nil)}, "which is not importing it"},
+		{"target only", []*view{mk("a", own, nil, nil), mk("b", nil, nil, map[int]string{5: "a"})}, "which is not migrating it"},
+		{"importing from a gone node", []*view{mk("a", own, nil, nil), mk("b", nil, nil, map[int]string{5: "x"})}, "which does not answer"},
+		{"migrating a slot it does not own", []*view{mk("a", nil, map[int]string{5: "b"}, nil), mk("b", nil, nil, map[int]string{5: "a"})}, "does not own it"},
+	} {
+		var pr problems
+		checkOpenSlots(&pr, tc.views, namesOf(tc.views))
+		got := strings.Join(pr, "; ")
+		if (tc.bad == "") != (len(pr) == 0) || !strings.Contains(got, tc.bad) {
+			t.Errorf("%s: problems %q, want one containing %q", tc.name, got, tc.bad)
+		}
+	}
+}

@@ -75,6 +75,11 @@ func WaitFailover(ctx context.Context, seeds []string, conn redisconn.Options, d
 				}
 			}
 		}
+		if want != nil {
+			if _, cerr := carryOpenSlots(ctx, p, views, d.ID, res.New.ID); cerr != nil {
+				err = cerr
+			}
+		}
 		if want != nil && complete {
 			a, aerr := agreed(ctx, p, views, *want)
 			if aerr == nil {
