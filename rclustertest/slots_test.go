@@ -3,6 +3,7 @@ package rclustertest_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -25,15 +26,15 @@ func view(ctx context.Context, t *testing.T, c *rclustertest.Cluster, addr strin
 	return nodes
 }
 
-// slotsOf is the slots addr owns, as the first node sees it.
+// slotsOf is the slots addr owns, as addr itself sees it.
 func slotsOf(ctx context.Context, t *testing.T, c *rclustertest.Cluster, addr string) []topology.SlotRange {
 	t.Helper()
-	for _, n := range view(ctx, t, c, c.Addrs()[0]) {
+	for _, n := range view(ctx, t, c, addr) {
 		if n.Addr == addr {
 			return topology.MergeRanges(n.Slots)
 		}
 	}
-	t.Fatalf("%s is not in the cluster's view", addr)
+	t.Fatalf("%s is not in its own view", addr)
 	return nil
 }
 
@@ -228,4 +229,116 @@ func TestScaleUpAndDownLosesNoAcknowledgedWrite(t *testing.T) {
 		t.Fatalf("%d of %d acknowledged writes lost while scaling", n, len(acked))
 	}
 	t.Logf("acknowledged writes lost: 0 of %d (%d errors while scaling)", len(acked), w.errs.Load())
+}
+
+// replicaOf is the host:port of a replica of master, as master's view has it.
+func replicaOf(ctx context.Context, t *testing.T, c *rclustertest.Cluster, master string) string {
+	t.Helper()
+	nodes := view(ctx, t, c, master)
+	var id string
+	for _, n := range nodes {
+		if n.Addr == master {
+			id = n.ID
+		}
+	}
+	for _, n := range nodes {
+		if n.IsReplica() && n.MasterID == id && n.Trouble() == "" {
+			return n.Addr
+		}
+	}
+	t.Fatalf("%s has no replica", master)
+	return ""
+}
+
+// waitReplicated polls (bounded) until addr holds want keys of slot:
+// before a master is killed, what the test counts as written must be on
+// its replica (replication is asynchronous; a write it had not shipped is
+// lost by Redis's design, not by the migration).
+func waitReplicated(ctx context.Context, t *testing.T, c *rclustertest.Cluster, addr string, slot int, want int64) {
+	t.Helper()
+	rdb := c.Client(addr)
+	var n int64
+	for i := 0; i < 400; i++ {
+		var err error
+		if n, err = rdb.ClusterCountKeysInSlot(ctx, slot).Result(); err == nil && n == want {
+			return
+		}
+		time.Sleep(time.Duration(min(i+1, 20)) * time.Millisecond)
+	}
+	t.Fatalf("replica %s holds %d keys of slot %d, want %d", addr, n, slot, want)
+}
+
+// TestSharedFailoverDuringHeldMigration: a migration held mid-way whose
+// source, or whose target, is killed and replaced by its replica is
+// completed by FinishMigrations with every key readable: the promoted
+// replica has no MIGRATING/IMPORTING state (it is not replicated), which
+// Finish finds from what the nodes say and completes.
+func TestSharedFailoverDuringHeldMigration(t *testing.T) {
+	for _, kill := range []string{"source", "target"} {
+		t.Run(kill, func(t *testing.T) {
+			c := takeShared(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			m := c.Masters()
+			src, dst := m[0], m[1]
+			slot := 100 // the first master's
+			tag := topology.KeyForSlot(slot)
+			rdb := c.ClusterClient()
+			var keys []string
+			for i := range 200 {
+				k := fmt.Sprintf("{%s}:%d", tag, i)
+				if err := rdb.Set(ctx, k, i, 0).Err(); err != nil {
+					t.Fatal(err)
+				}
+				keys = append(keys, k)
+			}
+			r := c.HoldMigration(dst, slot)
+			open := c.OpenSlots()
+			if len(open) != 1 || open[0].TargetKeys == 0 || open[0].SourceKeys == 0 {
+				t.Fatalf("held migration: %+v (%s), want keys on both sides", open, r.Detail)
+			}
+			victim := src
+			if kill == "target" {
+				victim = dst
+			}
+			waitReplicated(ctx, t, c, replicaOf(ctx, t, c, src), slot, open[0].SourceKeys)
+			waitReplicated(ctx, t, c, replicaOf(ctx, t, c, dst), slot, open[0].TargetKeys)
+			f := c.KillAndWaitFailover(victim)
+			t.Logf("killed the %s %s: %s took over (%s)", kill, victim, f.NewMaster, f.Detail)
+			// The held migration carried over to the new master, still
+			// held: a plain GET of a moved key on the source gets -ASK.
+			after := c.OpenSlots()
+			wantSrc, wantDst := src, dst
+			if kill == "source" {
+				wantSrc = f.NewMaster
+			} else {
+				wantDst = f.NewMaster
+			}
+			if len(after) != 1 || after[0].Source != wantSrc || after[0].Target != wantDst || after[0].TargetKeys != open[0].TargetKeys {
+				t.Fatalf("open slots after the failover: %+v, want slot %d held from %s to %s with %d keys moved", after, slot, wantSrc, wantDst, open[0].TargetKeys)
+			}
+			asks := 0
+			for _, k := range keys {
+				if err := c.Client(wantSrc).Get(ctx, k).Err(); err != nil && strings.HasPrefix(err.Error(), "ASK ") && strings.HasSuffix(err.Error(), wantDst) {
+					asks++
+				}
+			}
+			if int64(asks) != open[0].TargetKeys {
+				t.Errorf("after the failover %d plain GETs on %s got -ASK to %s, want %d", asks, wantSrc, wantDst, open[0].TargetKeys)
+			}
+
+			r = c.FinishMigrations()
+			t.Logf("finish: %s", r.Detail)
+			if open := c.OpenSlots(); len(open) != 0 {
+				t.Errorf("open slots after finish: %+v", open)
+			}
+			agreeNow(ctx, t, c, victim)
+			if n := lost(ctx, t, c, keys); n != 0 {
+				t.Fatalf("%d of %d keys unreadable after the %s failed over mid-migration and finish", n, len(keys), kill)
+			}
+			if got := slotsOf(ctx, t, c, wantDst); !slices.ContainsFunc(got, func(r topology.SlotRange) bool { return r.Start <= slot && slot <= r.End }) {
+				t.Errorf("after finish slot %d is not on %s (it owns %s)", slot, wantDst, topology.FormatRanges(got))
+			}
+		})
+	}
 }

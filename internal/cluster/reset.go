@@ -121,14 +121,11 @@ func (c *Cluster) Reset(ctx context.Context, o ResetOptions) (*ResetResult, erro
 			return nil, err
 		}
 	}
-	if len(res.Started)+len(res.Resumed) > 0 {
-		if err := slots.WaitReady(ctx, s.Addrs(), len(s.Addrs()), c.Conn); err != nil {
-			return nil, fmt.Errorf("reset: nodes back, but the cluster did not become healthy: %w", err)
-		}
-	}
-
 	// 2. No open slot: migrations held or interrupted are undone (keys
-	// back to their source).
+	// back to their source). Before waiting for health: a target still
+	// importing from a master that failed over keeps seeing the old master
+	// as the slot's owner (Redis does not update a slot it imports), so the
+	// cluster cannot become healthy until the slot is closed.
 	open, err := migrate.Open(ctx, s.Addrs(), c.Conn)
 	if err != nil {
 		return nil, fmt.Errorf("reset: %w", err)
@@ -140,6 +137,11 @@ func (c *Cluster) Reset(ctx context.Context, o ResetOptions) (*ResetResult, erro
 			return nil, fmt.Errorf("reset: undo open slots: %w", err)
 		}
 		res.Aborted = len(open)
+	}
+	if len(res.Started)+len(res.Resumed)+res.Aborted > 0 {
+		if err := slots.WaitReady(ctx, s.Addrs(), len(s.Addrs()), c.Conn); err != nil {
+			return nil, fmt.Errorf("reset: nodes back, but the cluster did not become healthy: %w", err)
+		}
 	}
 
 	// 3. The planned roles: fail back (or reset a planned master that is a
