@@ -305,6 +305,9 @@ func TestSharedFailoverDuringHeldMigration(t *testing.T) {
 			waitReplicated(ctx, t, c, replicaOf(ctx, t, c, dst), slot, open[0].TargetKeys)
 			f := c.KillAndWaitFailover(victim)
 			t.Logf("killed the %s %s: %s took over (%s)", kill, victim, f.NewMaster, f.Detail)
+			if !strings.Contains(f.Detail, fmt.Sprintf("open slots %d carried over", slot)) {
+				t.Errorf("the failover's result does not say it carried slot %d over: %s", slot, f.Detail)
+			}
 			// The held migration carried over to the new master, still
 			// held: a plain GET of a moved key on the source gets -ASK.
 			after := c.OpenSlots()

@@ -153,6 +153,9 @@ type Result struct {
 	Agreed time.Duration `json:"agreed_ns"`
 	// Unreachable nodes did not answer at the end and took no part.
 	Unreachable []string `json:"unreachable,omitempty"`
+	// Carried are open slots (a migration from or to the old master) that
+	// were re-pointed at the new master, still open (see carryOpenSlots).
+	Carried []int `json:"carried_open_slots,omitempty"`
 }
 
 // String gives the outcome and its parts, e.g. "127.0.0.1:7001 (1a2b3c4d)
@@ -170,6 +173,13 @@ func (r *Result) String() string {
 	fmt.Fprintf(&b, "propagation %s; agreed after %s", ms(r.Agreed-r.Elected), ms(r.Agreed))
 	if len(r.Unreachable) > 0 {
 		fmt.Fprintf(&b, " (not answering: %s)", strings.Join(r.Unreachable, ", "))
+	}
+	if len(r.Carried) > 0 {
+		slots := make([]string, len(r.Carried))
+		for i, s := range r.Carried {
+			slots[i] = fmt.Sprint(s)
+		}
+		fmt.Fprintf(&b, "; open slots %s carried over to %s, still open", strings.Join(slots, ","), r.New)
 	}
 	return b.String()
 }
@@ -236,7 +246,7 @@ func Failover(ctx context.Context, seeds []string, conn redisconn.Options, targe
 		}
 		last = errNewNodes
 		if res.Elected > 0 {
-			if _, err := carryOpenSlots(ctx, p, views, pl.master.ID, pl.replica.ID); err != nil {
+			if err := carryOpenSlots(ctx, p, views, pl.master.ID, pl.replica.ID, res); err != nil {
 				last = err
 			}
 		}

@@ -31,16 +31,20 @@ import (
 
 // carryOpenSlots re-points, on the nodes of views, every open slot whose
 // other side is old at its replacement, nw (already master in its own
-// view). It reports whether it sent anything; errors are returned for the
-// caller to retry on its next round (a node may not yet see nw as master).
-func carryOpenSlots(ctx context.Context, p *poller, views []*view, old, nw string) (bool, error) {
+// view), and adds each slot it re-pointed to res.Carried. Errors are
+// returned for the caller to retry on its next round (a node may not yet
+// see nw as master).
+func carryOpenSlots(ctx context.Context, p *poller, views []*view, old, nw string, res *Result) error {
 	nv := viewOf(views, nw)
 	if nv == nil || !nv.me.IsMaster() {
-		return false, nil
+		return nil
 	}
-	sent := false
+	carried := func(slot int) {
+		if !slices.Contains(res.Carried, slot) {
+			res.Carried = append(res.Carried, slot)
+		}
+	}
 	do := func(addr string, args ...any) error {
-		sent = true
 		cctx, cancel := context.WithTimeout(ctx, p.conn.CallTimeout())
 		defer cancel()
 		if err := p.client(addr).Do(cctx, args...).Err(); err != nil {
@@ -59,28 +63,30 @@ func carryOpenSlots(ctx context.Context, p *poller, views []*view, old, nw strin
 			// The new source first: from here on it redirects a missing
 			// key with -ASK to the target instead of reading it as nil.
 			if err := do(nv.addr, "CLUSTER", "SETSLOT", slot, "MIGRATING", v.me.ID); err != nil {
-				return sent, err
+				return err
 			}
 			if err := do(v.addr, "CLUSTER", "SETSLOT", slot, "NODE", nw); err != nil {
-				return sent, err
+				return err
 			}
 			if err := do(v.addr, "CLUSTER", "SETSLOT", slot, "IMPORTING", nw); err != nil {
-				return sent, err
+				return err
 			}
+			carried(slot)
 		}
 		for _, slot := range sortedKeys(v.me.Migrating) {
 			if v.me.Migrating[slot] != old || !owns(v.me, slot) {
 				continue
 			}
 			if err := do(nv.addr, "CLUSTER", "SETSLOT", slot, "IMPORTING", v.me.ID); err != nil {
-				return sent, err
+				return err
 			}
 			if err := do(v.addr, "CLUSTER", "SETSLOT", slot, "MIGRATING", nw); err != nil {
-				return sent, err
+				return err
 			}
+			carried(slot)
 		}
 	}
-	return sent, nil
+	return nil
 }
 
 // checkOpenSlots accepts open slots only as consistent pairs, as a held

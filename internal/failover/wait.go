@@ -76,7 +76,7 @@ func WaitFailover(ctx context.Context, seeds []string, conn redisconn.Options, d
 			}
 		}
 		if want != nil {
-			if _, cerr := carryOpenSlots(ctx, p, views, d.ID, res.New.ID); cerr != nil {
+			if cerr := carryOpenSlots(ctx, p, views, d.ID, res.New.ID, res); cerr != nil {
 				err = cerr
 			}
 		}
