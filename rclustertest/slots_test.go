@@ -86,17 +86,24 @@ func TestSharedSlotMovesThenReset(t *testing.T) {
 		slot := rclustertest.SlotOf("{held}")
 		r = c.HoldMigration(m[2], slot)
 		open := c.OpenSlots()
-		if len(open) != 1 || open[0].Slot != slot || open[0].Target != m[2] || open[0].SourceKeys+open[0].TargetKeys != 20 {
-			t.Fatalf("open slots after holding slot %d: %+v, want it open to %s with its 20 keys", slot, open, m[2])
+		// (The writer's keys may share the slot: count only ours.)
+		if len(open) != 1 || open[0].Slot != slot || open[0].Target != m[2] || open[0].SourceKeys+open[0].TargetKeys < 20 || open[0].TargetKeys == 0 {
+			t.Fatalf("open slots after holding slot %d: %+v, want it open to %s with its 20 keys or more, some moved", slot, open, m[2])
 		}
-		asks := 0
+		asks, served := 0, 0
 		for _, k := range keys {
-			if err := c.Client(open[0].Source).Get(ctx, k).Err(); err != nil && strings.HasPrefix(err.Error(), "ASK ") {
+			err := c.Client(open[0].Source).Get(ctx, k).Err()
+			switch {
+			case err == nil:
+				served++
+			case strings.HasPrefix(err.Error(), "ASK ") && strings.HasSuffix(err.Error(), m[2]):
 				asks++
+			default:
+				t.Errorf("plain GET %s on the source during the held migration: %v, want the value or -ASK to %s", k, err, m[2])
 			}
 		}
-		if asks != int(open[0].TargetKeys) || asks == 0 {
-			t.Errorf("plain GETs on the source: %d -ASK, want one per moved key (%d)", asks, open[0].TargetKeys)
+		if asks == 0 || asks+served != len(keys) || int64(asks) > open[0].TargetKeys {
+			t.Errorf("plain GETs on the source: %d -ASK, %d served, of %d keys; %d keys moved", asks, served, len(keys), open[0].TargetKeys)
 		}
 		r = c.AbortMigrations()
 		t.Logf("abort: %s", r.Detail)
