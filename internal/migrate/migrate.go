@@ -12,6 +12,24 @@
 // interrupted migration (a cancelled context, a SIGKILLed rcluster, a node
 // that died) is found again by Open from what the nodes say, and completed
 // by Finish or undone by Abort.
+//
+// What bounds the speed is MIGRATE itself, on the source. It takes keys
+// of one slot only (keys of two slots get CROSSSLOT), so a slot costs at
+// least one MIGRATE however many slots are in flight, and the source runs
+// its MIGRATEs one after the other, blocked for each until the target has
+// answered every key: it dumps the key, waits for the target, then reads
+// each "+OK" byte by byte (5 read calls a key), then deletes it. Measured
+// on 2 vCPUs, Redis 7.0.15, appendonly yes, nothing else running, 333,292
+// keys of 100 bytes between two standalone nodes, MIGRATEs pipelined 8 at
+// a time: 61 keys a MIGRATE (one slot of a 1,000,000-key cluster) took
+// 3.2-3.6 s (~10 us a key; 2.9 s without AOF), 1000 keys a MIGRATE 1.9 s.
+// Moving one master's 5461 slots of such a cluster, the source spent
+// 3.5-4.2 s inside MIGRATE out of the 4.1-5.5 s the keys took (rounds
+// were in flight to it all the time); then the emptied master became a
+// replica of the target and fully synced its 666,000 keys, which the
+// final wait includes: 1.2-1.5 s (0.7-1.0 s with repl-diskless-load
+// on-empty-db, where the replica loads from the socket instead of writing
+// and fsyncing an RDB file first).
 package migrate
 
 import (
@@ -47,7 +65,8 @@ func (m Move) String() string {
 // Defaults for zero Options fields.
 const (
 	// DefaultBatch keys per MIGRATE: one MIGRATE blocks the source while it
-	// runs, and 1000 keys of 100 bytes take about a millisecond.
+	// runs, and 1000 keys of 100 bytes take about 5.5 ms (2 vCPUs, see the
+	// package comment).
 	DefaultBatch = 1000
 	// DefaultParallel slots in flight at once (4 chunks of 32, see run).
 	DefaultParallel = 128
