@@ -291,7 +291,7 @@ func (c *Cluster) waitHealthy(ctx context.Context, prov provider.Provider) error
 	if len(seeds) == 0 {
 		return errors.New("no node of the cluster runs")
 	}
-	if _, err := failover.WaitConverged(ctx, seeds, c.Conn, failover.Want{Down: down}); err != nil {
+	if _, err := failover.WaitConverged(ctx, seeds, c.Conn, failover.Want{Down: down, OpenSlotPairs: true}); err != nil {
 		return fmt.Errorf("cluster did not agree it is healthy: %w", err)
 	}
 	return nil

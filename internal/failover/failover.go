@@ -367,7 +367,7 @@ func (pl *plan) want() Want {
 	if slots == nil {
 		slots = []topology.SlotRange{}
 	}
-	w := Want{Shards: []Shard{{Master: pl.replica.ID, Slots: slots, Replicas: pl.followers}}, Probe: true}
+	w := Want{Shards: []Shard{{Master: pl.replica.ID, Slots: slots, Replicas: pl.followers}}, Probe: true, OpenSlotPairs: true}
 	if pl.masterDown {
 		w.Down = []string{pl.master.ID}
 	}

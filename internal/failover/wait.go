@@ -69,7 +69,7 @@ func WaitFailover(ctx context.Context, seeds []string, conn redisconn.Options, d
 			for _, r := range replicas {
 				if v := viewOf(views, r.ID); v != nil && v.me.IsMaster() {
 					res.Elected, res.New = since, member(v.me)
-					want = &Want{Shards: []Shard{{Master: r.ID, Slots: res.Slots, Replicas: followers(views, replicas, r.ID)}}, Down: []string{d.ID}, Probe: true}
+					want = &Want{Shards: []Shard{{Master: r.ID, Slots: res.Slots, Replicas: followers(views, replicas, r.ID)}}, Down: []string{d.ID}, Probe: true, OpenSlotPairs: true}
 					b = backoff() // propagation takes milliseconds: poll closely again
 					break
 				}
