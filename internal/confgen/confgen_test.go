@@ -305,6 +305,7 @@ func TestRedisAcceptsConfig(t *testing.T) {
 		"save":                     "",
 		"hz":                       "20",
 		"repl-diskless-sync-delay": "0",
+		"repl-diskless-load":       "on-empty-db",
 		"pidfile":                  s.PidFile(port),
 		"logfile":                  s.LogFile(port),
 		"dir":                      dataDir,
