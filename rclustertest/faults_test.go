@@ -135,6 +135,22 @@ func (w *writer) stop() []string {
 	return w.acked
 }
 
+// stopAndCount stops w and fails the test unless the workload ran and
+// every acknowledged write (and each of extra, keys the test wrote itself)
+// reads back: zero acknowledged writes lost, said in the log.
+func (w *writer) stopAndCount(ctx context.Context, t *testing.T, c *rclustertest.Cluster, during string, extra ...string) {
+	t.Helper()
+	acked := w.stop()
+	if len(acked) < 100 {
+		t.Fatalf("only %d writes acknowledged: the workload did not run", len(acked))
+	}
+	all := append(acked, extra...)
+	if n := lost(ctx, t, c, all); n != 0 {
+		t.Fatalf("%d of %d acknowledged writes lost %s", n, len(all), during)
+	}
+	t.Logf("acknowledged writes lost %s: 0 of %d (%d write errors meanwhile)", during, len(all), w.errs.Load())
+}
+
 // lost reads every acknowledged key back with a fresh client.
 func lost(ctx context.Context, t *testing.T, c *rclustertest.Cluster, keys []string) int {
 	t.Helper()
@@ -168,14 +184,7 @@ func TestSharedFailoverLosesNoAcknowledgedWrite(t *testing.T) {
 		t.Logf("failover %s -> %s in %s", r.OldMaster, r.NewMaster, r.Took.Round(time.Millisecond))
 		agreeNow(ctx, t, c)
 	}
-	acked := w.stop()
-	if len(acked) < 100 {
-		t.Fatalf("only %d writes acknowledged: the workload did not run", len(acked))
-	}
-	if n := lost(ctx, t, c, acked); n != 0 {
-		t.Fatalf("%d of %d acknowledged writes lost across 3 graceful failovers", n, len(acked))
-	}
-	t.Logf("acknowledged writes lost: 0 of %d (%d errors while masters moved)", len(acked), w.errs.Load())
+	w.stopAndCount(ctx, t, c, "across 3 graceful failovers")
 }
 
 // TestSharedFaultsThenReset: kill a master and wait for its replica, pause

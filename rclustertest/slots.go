@@ -74,24 +74,23 @@ func (c *Cluster) HoldMigration(to string, slots ...int) MoveResult {
 // interrupted migration).
 func (c *Cluster) FinishMigrations() MoveResult {
 	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	r, err := c.cl.MigrateFinish(ctx, cluster.MoveOptions{Timeout: opTimeout})
-	if err != nil {
-		c.t.Fatalf("rclustertest: finish migrations: %v", err)
-	}
-	return moved(r)
+	return c.openSlotsOp("finish", c.cl.MigrateFinish)
 }
 
 // AbortMigrations moves the keys of every open slot back to its owner and
 // closes the slots.
 func (c *Cluster) AbortMigrations() MoveResult {
 	c.t.Helper()
+	return c.openSlotsOp("abort", c.cl.MigrateAbort)
+}
+
+func (c *Cluster) openSlotsOp(what string, op func(context.Context, cluster.MoveOptions) (*migrate.Result, error)) MoveResult {
+	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
-	r, err := c.cl.MigrateAbort(ctx, cluster.MoveOptions{Timeout: opTimeout})
+	r, err := op(ctx, cluster.MoveOptions{Timeout: opTimeout})
 	if err != nil {
-		c.t.Fatalf("rclustertest: abort migrations: %v", err)
+		c.t.Fatalf("rclustertest: %s migrations: %v", what, err)
 	}
 	return moved(r)
 }

@@ -133,14 +133,7 @@ func TestSharedSlotMovesThenReset(t *testing.T) {
 			t.Fatalf("holding slot 16000 opened %d slots", r.Slots)
 		}
 
-		acked := w.stop()
-		if len(acked) < 100 {
-			t.Fatalf("only %d writes acknowledged: the workload did not run", len(acked))
-		}
-		if n := lost(ctx, t, c, append(acked, keys...)); n != 0 {
-			t.Fatalf("%d of %d acknowledged writes lost across the slot moves", n, len(acked)+len(keys))
-		}
-		t.Logf("acknowledged writes lost: 0 of %d (%d errors while slots moved)", len(acked)+len(keys), w.errs.Load())
+		w.stopAndCount(ctx, t, c, "across the slot moves", keys...)
 	})
 	t.Run("next test sees reset state", func(t *testing.T) {
 		c := takeShared(t)
@@ -228,14 +221,7 @@ func TestScaleUpAndDownLosesNoAcknowledgedWrite(t *testing.T) {
 				len(c.Addrs()), masters, step.nodes, step.masters)
 		}
 	}
-	acked := w.stop()
-	if len(acked) < 100 {
-		t.Fatalf("only %d writes acknowledged: the workload did not run", len(acked))
-	}
-	if n := lost(ctx, t, c, acked); n != 0 {
-		t.Fatalf("%d of %d acknowledged writes lost while scaling", n, len(acked))
-	}
-	t.Logf("acknowledged writes lost: 0 of %d (%d errors while scaling)", len(acked), w.errs.Load())
+	w.stopAndCount(ctx, t, c, "while scaling")
 }
 
 // replicaOf is the host:port of a replica of master, as master's view has it.
