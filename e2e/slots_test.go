@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -441,4 +442,87 @@ func TestScaleReplicasBySpec(t *testing.T) {
 	if got, want := dbsizes(t, ports), int64(5000+len(w.last)); got != want {
 		t.Errorf("keys after both reshapes: %d, want %d (5000 preloaded + %d written)", got, want, len(w.last))
 	}
+}
+
+// TestKillSourceOfHeldMigration: `node kill --wait-failover` of the source
+// of a held migration returns once the replica took over with the
+// migration carried over to it (still held: -ASK from the new master for a
+// moved key), and `migrate --finish` then completes it with every key.
+func TestKillSourceOfHeldMigration(t *testing.T) {
+	dir, ports := writeSpec(t, 6, 1, fastFailover)
+	mustRun(t, dir, "up")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const slot = 42 // the first master's
+	tag := "{" + topology.KeyForSlot(slot) + "}"
+	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrsOf(ports)})
+	defer cc.Close()
+	var keys []string
+	for i := range 200 {
+		k := fmt.Sprintf("%s:%d", tag, i)
+		if err := cc.Set(ctx, k, i, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k)
+	}
+	// Every key on the source's replica before the kill (replication is
+	// asynchronous: an unshipped write would be lost by Redis's design).
+	var replica int
+	view := agreeNow(t, addrsOf(ports))
+	for _, m := range view {
+		for _, n := range view {
+			if m.Addr == addr(ports[0]) && m.IsMaster() && n.IsReplica() && n.MasterID == m.ID {
+				replica = n.Port()
+			}
+		}
+	}
+	if replica == 0 {
+		t.Fatalf("no replica of %s", addr(ports[0]))
+	}
+	rc := redis.NewClient(&redis.Options{Addr: addr(replica)})
+	defer rc.Close()
+	for i := 0; ; i++ {
+		if n, err := rc.ClusterCountKeysInSlot(ctx, slot).Result(); err == nil && n == 200 {
+			break
+		}
+		if i == 400 {
+			t.Fatalf("the replica %s never held the 200 keys", addr(replica))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	mustRun(t, dir, "migrate", "--slots", strconv.Itoa(slot), "--to", strconv.Itoa(ports[1]), "--hold")
+	r := mustRun(t, dir, "node", "kill", strconv.Itoa(ports[0]), "--wait-failover")
+	t.Logf("kill: %s", strings.TrimSpace(r.stderr+r.stdout))
+	if !strings.Contains(r.stderr+r.stdout, fmt.Sprintf("open slots %d carried over to %s", slot, addr(replica))) {
+		t.Errorf("node kill --wait-failover does not say it carried slot %d over to %s", slot, addr(replica))
+	}
+	moved, err := redis.NewClient(&redis.Options{Addr: addr(ports[1])}).ClusterGetKeysInSlot(ctx, slot, 1000).Result()
+	if err != nil || len(moved) == 0 {
+		t.Fatalf("keys of slot %d on the target: %d (%v)", slot, len(moved), err)
+	}
+	if err := rc.Get(ctx, moved[0]).Err(); err == nil || !strings.HasPrefix(err.Error(), "ASK "+strconv.Itoa(slot)+" "+addr(ports[1])) {
+		t.Errorf("plain GET of a moved key on the new master: %v, want -ASK %d %s", err, slot, addr(ports[1]))
+	}
+
+	mustRun(t, dir, "migrate", "--finish")
+	alive := slices.DeleteFunc(slices.Clone(ports), func(p int) bool { return p == ports[0] })
+	v := agreeNow(t, addrsOf(alive))
+	for _, n := range v {
+		if len(n.OpenSlots()) > 0 {
+			t.Errorf("%s has open slots %v after --finish", n.Addr, n.OpenSlots())
+		}
+	}
+	// A fresh client: cc's slot map still names the killed node, which
+	// refuses connections (go-redis reloads its map on MOVED, not on a
+	// dial error).
+	fresh := redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrsOf(alive)})
+	defer fresh.Close()
+	for _, k := range keys {
+		if err := fresh.Get(ctx, k).Err(); err != nil {
+			t.Errorf("GET %s after --finish: %v", k, err)
+		}
+	}
+	mustRun(t, dir, "up") // restarts the killed node
+	settled(t, ports)
 }
