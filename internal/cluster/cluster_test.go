@@ -16,6 +16,7 @@ import (
 
 	"github.com/rcluster/rcluster/internal/events"
 	"github.com/rcluster/rcluster/internal/health"
+	"github.com/rcluster/rcluster/internal/migrate"
 	"github.com/rcluster/rcluster/internal/poll"
 	"github.com/rcluster/rcluster/internal/procmgr"
 	"github.com/rcluster/rcluster/internal/redisconn"
@@ -451,5 +452,30 @@ func TestPlanScalePromotesReplicas(t *testing.T) {
 	s.Replicas, saved.Replicas = 1, 0
 	if p, err = c.planScale(saved); err != nil || len(p.Promote) != 0 {
 		t.Errorf("replicas 0 -> 1: Promote = %v, err %v; want none", p.Promote, err)
+	}
+}
+
+// TestKeepLastSlot: a master that gives all its slots and also receives
+// keeps one back for the second phase; one that only gives, or keeps some,
+// goes in the first.
+func TestKeepLastSlot(t *testing.T) {
+	view := []topology.Node{
+		{ID: "x", Flags: []string{"master"}, Slots: []topology.SlotRange{{Start: 0, End: 2}}},
+		{ID: "y", Flags: []string{"master"}, Slots: []topology.SlotRange{{Start: 3, End: 5}}},
+		{ID: "z", Flags: []string{"master"}, Slots: []topology.SlotRange{{Start: 6, End: 9}}},
+	}
+	moves := []migrate.Move{
+		{Slot: 0, From: "x", To: "y"}, {Slot: 1, From: "x", To: "y"}, {Slot: 2, From: "x", To: "y"}, // x gives all, receives 3
+		{Slot: 3, From: "y", To: "x"}, // y keeps 4-5
+		{Slot: 6, From: "z", To: "y"}, // z only gives
+	}
+	ph := keepLastSlot(view, moves)
+	if len(ph[1]) != 1 || ph[1][0].From != "x" || len(ph[0]) != 4 {
+		t.Fatalf("phases = %v, want x's first move held back alone", ph)
+	}
+	for _, m := range ph[0] {
+		if m == ph[1][0] {
+			t.Errorf("move %v in both phases", m)
+		}
 	}
 }

@@ -211,14 +211,21 @@ func (c *Cluster) Reset(ctx context.Context, o ResetOptions) (*ResetResult, erro
 
 	// 5. The planned slot split, then every replica on its planned master
 	// (a master must give its slots away before it can replicate).
-	if moves, err := movesToPlan(plan, view); err != nil {
+	moves, err := movesToPlan(plan, view)
+	if err != nil {
 		return nil, err
-	} else if len(moves) > 0 {
-		mres, err := c.migrate(ctx, moves, migrate.Options{})
+	}
+	for _, phase := range keepLastSlot(view, moves) {
+		if len(phase) == 0 {
+			continue
+		}
+		mres, err := c.migrate(ctx, phase, migrate.Options{})
 		if err != nil {
 			return nil, fmt.Errorf("reset: move slots back to their planned masters: %w", err)
 		}
-		res.Moved = len(mres.Moves)
+		res.Moved += len(mres.Moves)
+	}
+	if len(moves) > 0 {
 		if view, err = c.liveView(ctx); err != nil {
 			return nil, err
 		}
@@ -331,6 +338,37 @@ func movesToPlan(plan *slots.Plan, view []topology.Node) ([]migrate.Move, error)
 		}
 	}
 	return moves, nil
+}
+
+// keepLastSlot splits moves into two phases so that no master gives away
+// its last slot while it still has slots to receive: Redis turns a master
+// left without slots into a replica of the node that took the last one
+// (cluster-allow-replica-migration), and a replica takes no slot ("Please
+// use SETSLOT only with masters"). Such a master keeps one of the slots it
+// gives for the second phase, when it holds what it received. (Scaling
+// cannot hit this: a planned master never gives all its slots there.)
+func keepLastSlot(view []topology.Node, moves []migrate.Move) [2][]migrate.Move {
+	owned, gives, receives := map[string]int{}, map[string]int{}, map[string]bool{}
+	for _, n := range view {
+		if n.IsMaster() {
+			owned[n.ID] = topology.CountSlots(n.Slots)
+		}
+	}
+	for _, m := range moves {
+		gives[m.From]++
+		receives[m.To] = true
+	}
+	var out [2][]migrate.Move
+	held := map[string]bool{}
+	for _, m := range moves {
+		if receives[m.From] && gives[m.From] == owned[m.From] && !held[m.From] {
+			held[m.From] = true
+			out[1] = append(out[1], m)
+			continue
+		}
+		out[0] = append(out[0], m)
+	}
+	return out
 }
 
 // checkSlotSplit asserts that the planned masters own exactly the planned
