@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -86,4 +89,78 @@ func TestDockerMigrateAndScale(t *testing.T) {
 	if got, want := dbsizes(t, three), int64(5000+len(w.last)); got != want {
 		t.Errorf("keys after the moves on docker: %d, want %d", got, want)
 	}
+}
+
+// TestDockerReplicasBecomeMasters: on runtime docker, replicas 1 -> 0 on
+// the same six containers makes the three replicas masters (forgotten,
+// reset, rejoined, given slots), with a client writing throughout; then a
+// reshard that empties a master (Redis makes it a replica) and `reset
+// --keep-data` bring back the planned split with every key.
+func TestDockerReplicasBecomeMasters(t *testing.T) {
+	dir, ports, _ := dockerSpec(t, 6, 1, fastFailover)
+	mustRun(t, dir, "up")
+	preload(t, addrsOf(ports), 5000)
+	w := startWorkload(t, addrsOf(ports))
+	path := filepath.Join(dir, "cluster.yaml")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(strings.Replace(string(b), "replicas: 1", "replicas: 0", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, dir, "up")
+	settled(t, ports)
+	for _, n := range statusNodes(t, dir) {
+		if n.Role != "master" || n.Slots == "" {
+			t.Errorf("after replicas 1 -> 0 on docker: %s is %s with slots %q", n.Addr, n.Role, n.Slots)
+		}
+	}
+	w.stop(t, addrsOf(ports))
+	want := int64(5000 + len(w.last))
+	if got := dbsizes(t, ports); got != want {
+		t.Errorf("keys after replicas 1 -> 0 on docker: %d, want %d", got, want)
+	}
+
+	var first string
+	for _, n := range statusNodes(t, dir) {
+		if n.Port == ports[0] {
+			first = n.Slots
+		}
+	}
+	mustRun(t, dir, "reshard", "--from", strconv.Itoa(ports[0]), "--to", strconv.Itoa(ports[1]), "--slots", strconv.Itoa(slotCount(t, first)))
+	settled(t, ports)
+	r := mustRun(t, dir, "reset", "--keep-data")
+	t.Logf("reset: %s", strings.TrimSpace(r.stderr+r.stdout))
+	settled(t, ports)
+	// The planned split of six masters (redis-cli's), which reset restores
+	// whatever scaling and the reshard left.
+	planned := []string{"0-2730", "2731-5460", "5461-8191", "8192-10922", "10923-13652", "13653-16383"}
+	for _, n := range statusNodes(t, dir) {
+		if i := slices.Index(ports, n.Port); n.Role != "master" || n.Slots != planned[i] {
+			t.Errorf("after reset %s is %s with slots %q, want the planned master of %s", n.Addr, n.Role, n.Slots, planned[i])
+		}
+	}
+	if got := dbsizes(t, ports); got != want {
+		t.Errorf("keys after reshard and reset --keep-data on docker: %d, want %d", got, want)
+	}
+}
+
+// slotCount counts the slots of a "a-b,c" list.
+func slotCount(t *testing.T, list string) int {
+	t.Helper()
+	n := 0
+	for _, r := range strings.Split(list, ",") {
+		lo, hi, ok := strings.Cut(r, "-")
+		if !ok {
+			hi = lo
+		}
+		a, err1 := strconv.Atoi(strings.TrimSpace(lo))
+		b, err2 := strconv.Atoi(strings.TrimSpace(hi))
+		if err1 != nil || err2 != nil {
+			t.Fatalf("slot list %q", list)
+		}
+		n += b - a + 1
+	}
+	return n
 }
