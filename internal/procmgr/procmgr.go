@@ -221,6 +221,29 @@ type spawn struct {
 	err       error
 }
 
+// inheritNothing runs closeInheritedOnExec once, before the first node
+// starts.
+var inheritNothing sync.Once
+
+// closeInheritedOnExec marks every descriptor above stderr close-on-exec,
+// so that a daemon started from here keeps none of what this process
+// inherited: a CI runner's output pipe, a flock(1) lock, a test harness's
+// socket. A redis-server holding one would keep that pipe open (the step
+// that reads it never ends) or that lock taken for as long as the node
+// runs. Go opens its own descriptors close-on-exec already; /dev/fd lists
+// them on Linux and macOS alike.
+func closeInheritedOnExec() {
+	ents, err := os.ReadDir("/dev/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			syscall.CloseOnExec(fd)
+		}
+	}
+}
+
 func (s *spawn) run(ctx context.Context, o Options) {
 	n := s.node
 	if err := ctx.Err(); err != nil {
@@ -231,6 +254,7 @@ func (s *spawn) run(ctx context.Context, o Options) {
 		s.logOff = fi.Size()
 	}
 	var out bytes.Buffer
+	inheritNothing.Do(closeInheritedOnExec)
 	// Not CommandContext: a launcher killed mid-fork would leave a daemon we
 	// cannot account for. It exits within milliseconds; o.Ready bounds it.
 	cmd := exec.Command(n.binary(), n.ConfFile)
