@@ -24,7 +24,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -161,7 +160,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	rep := &Report{
 		Started:  time.Now().UTC().Format(time.RFC3339),
-		Host:     HostInfo{CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), RedisVersion: redisVersion(cfg.redisServer)},
+		Host:     benchstat.ThisHost(cfg.redisServer),
 		Rcluster: cfg.rcluster,
 		SkipNote: skipNote,
 		TimeoutS: cfg.timeout.Seconds(),
@@ -224,7 +223,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(tableOut, "\nclusterbench: %d CPUs, redis %s, usable = %s\n", rep.Host.CPUs, rep.Host.RedisVersion, rep.Usable)
 	writeTable(tableOut, rep.Cases)
 	if cfg.jsonPath != "" {
-		if err := emitJSON(cfg.jsonPath, stdout, rep); err != nil {
+		if err := benchstat.EmitJSON(cfg.jsonPath, stdout, rep); err != nil {
 			fmt.Fprintln(stderr, "clusterbench: write json:", err)
 			return 1
 		}
@@ -236,21 +235,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
-}
-
-func emitJSON(path string, stdout io.Writer, rep *Report) error {
-	if path == "-" {
-		return writeJSON(stdout, rep)
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := writeJSON(f, rep); err != nil {
-		f.Close()
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return f.Close()
 }
 
 func progress(s Sample) string {
@@ -278,19 +262,6 @@ func progress(s Sample) string {
 		return "skipped"
 	}
 	return strings.Join(parts, " | ")
-}
-
-func redisVersion(bin string) string {
-	out, err := exec.Command(bin, "--version").Output()
-	if err != nil {
-		return "unknown"
-	}
-	for _, f := range strings.Fields(string(out)) {
-		if v, ok := strings.CutPrefix(f, "v="); ok {
-			return v
-		}
-	}
-	return strings.TrimSpace(string(out))
 }
 
 // waitIdle measures host CPU use in short windows until it is below

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -163,27 +162,14 @@ func msPerExtraNode(base, c *CaseResult) (float64, bool) {
 
 // Report is the -json document.
 type Report struct {
-	Started   string        `json:"started"`
-	Host      HostInfo      `json:"host"`
-	Rcluster  string        `json:"rcluster"`
-	SkipNote  string        `json:"rcluster_skipped,omitempty"`
-	TimeoutS  float64       `json:"timeout_s"`
-	Usable    string        `json:"usable_definition"`
-	Cases     []*CaseResult `json:"cases"`
-	Completed bool          `json:"completed"`
-}
-
-// HostInfo records where the numbers came from.
-type HostInfo struct {
-	CPUs         int    `json:"cpus"`
-	GoVersion    string `json:"go"`
-	RedisVersion string `json:"redis"`
-}
-
-func writeJSON(w io.Writer, r *Report) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(r)
+	Started   string         `json:"started"`
+	Host      benchstat.Host `json:"host"`
+	Rcluster  string         `json:"rcluster"`
+	SkipNote  string         `json:"rcluster_skipped,omitempty"`
+	TimeoutS  float64        `json:"timeout_s"`
+	Usable    string         `json:"usable_definition"`
+	Cases     []*CaseResult  `json:"cases"`
+	Completed bool           `json:"completed"`
 }
 
 // busyWarnPct is the pre-run host CPU use above which the table warns.

@@ -46,13 +46,14 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9/logging"
+
+	"github.com/rcluster/rcluster/bench/internal/benchstat"
 )
 
 type config struct {
@@ -132,7 +133,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	rep := &Report{
 		Started:  time.Now().UTC().Format(time.RFC3339),
-		Host:     HostInfo{CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), RedisVersion: redisVersion()},
+		Host:     benchstat.ThisHost("redis-server"),
 		Rcluster: cfg.rcluster,
 		Runs:     cfg.runs,
 		Keys:     cfg.keys,
@@ -197,7 +198,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(tables, "\nopsbench: %d CPUs, redis %s, %d runs, hand way polls every %v\n", rep.Host.CPUs, rep.Host.RedisVersion, cfg.runs, cfg.pollPause)
 	writeTables(tables, rep.Cases)
 	if cfg.jsonPath != "" {
-		if err := emitJSON(cfg.jsonPath, stdout, rep); err != nil {
+		if err := benchstat.EmitJSON(cfg.jsonPath, stdout, rep); err != nil {
 			fmt.Fprintln(stderr, "opsbench: write json:", err)
 			return 1
 		}
@@ -333,34 +334,4 @@ func (cfg *config) progress(cr *CaseResult, s *Sample, runs int) {
 	for _, n := range s.Notes {
 		fmt.Fprintf(cfg.progressOut, "    note: %s\n", n)
 	}
-}
-
-func emitJSON(path string, stdout io.Writer, rep *Report) error {
-	if path == "-" {
-		return writeJSON(stdout, rep)
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if err := writeJSON(f, rep); err != nil {
-		f.Close()
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return f.Close()
-}
-
-// redisVersion is the v= field of `redis-server --version`, which rcluster
-// up runs from PATH too.
-func redisVersion() string {
-	out, err := exec.Command("redis-server", "--version").Output()
-	if err != nil {
-		return "unknown"
-	}
-	for _, f := range strings.Fields(string(out)) {
-		if v, ok := strings.CutPrefix(f, "v="); ok {
-			return v
-		}
-	}
-	return strings.TrimSpace(string(out))
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -246,25 +245,12 @@ func writeTables(w io.Writer, cases []*CaseResult) {
 
 // Report is the -json document.
 type Report struct {
-	Started   string        `json:"started"`
-	Host      HostInfo      `json:"host"`
-	Rcluster  string        `json:"rcluster"`
-	Runs      int           `json:"runs"`
-	Keys      int           `json:"keys"`
-	PollMS    float64       `json:"hand_poll_pause_ms"`
-	Cases     []*CaseResult `json:"cases"`
-	Completed bool          `json:"completed"`
-}
-
-// HostInfo records where the figures come from.
-type HostInfo struct {
-	CPUs         int    `json:"cpus"`
-	GoVersion    string `json:"go"`
-	RedisVersion string `json:"redis"`
-}
-
-func writeJSON(w io.Writer, r *Report) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(r)
+	Started   string         `json:"started"`
+	Host      benchstat.Host `json:"host"`
+	Rcluster  string         `json:"rcluster"`
+	Runs      int            `json:"runs"`
+	Keys      int            `json:"keys"`
+	PollMS    float64        `json:"hand_poll_pause_ms"`
+	Cases     []*CaseResult  `json:"cases"`
+	Completed bool           `json:"completed"`
 }

@@ -2,6 +2,9 @@ package benchstat
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -53,5 +56,24 @@ func TestBusyPercent(t *testing.T) {
 	cancel()
 	if b := BusyPercent(ctx, time.Second); b != -1 {
 		t.Errorf("BusyPercent on an ended context = %v, want -1", b)
+	}
+}
+
+func TestEmitJSONAndHost(t *testing.T) {
+	h := ThisHost("/nonexistent/redis-server")
+	if h.CPUs < 1 || h.GoVersion == "" || h.RedisVersion != "unknown" {
+		t.Errorf("ThisHost with a missing binary = %+v", h)
+	}
+	path := filepath.Join(t.TempDir(), "r.json")
+	if err := EmitJSON(path, nil, map[string]any{"host": h}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil || !strings.Contains(string(b), `"redis": "unknown"`) {
+		t.Errorf("EmitJSON wrote %q (%v)", b, err)
+	}
+	var out strings.Builder
+	if err := EmitJSON("-", &out, []int{1}); err != nil || out.String() != "[\n  1\n]\n" {
+		t.Errorf("EmitJSON to stdout = %q (%v)", out.String(), err)
 	}
 }
