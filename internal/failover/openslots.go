@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-
-	"github.com/rcluster/rcluster/internal/topology"
 )
 
 // Open slots across a failover.
@@ -57,7 +55,7 @@ func carryOpenSlots(ctx context.Context, p *poller, views []*view, old, nw strin
 			continue
 		}
 		for _, slot := range sortedKeys(v.me.Importing) {
-			if v.me.Importing[slot] != old || !owns(nv.me, slot) {
+			if v.me.Importing[slot] != old || !nv.me.Owns(slot) {
 				continue
 			}
 			// The new source first: from here on it redirects a missing
@@ -74,7 +72,7 @@ func carryOpenSlots(ctx context.Context, p *poller, views []*view, old, nw strin
 			carried(slot)
 		}
 		for _, slot := range sortedKeys(v.me.Migrating) {
-			if v.me.Migrating[slot] != old || !owns(v.me, slot) {
+			if v.me.Migrating[slot] != old || !v.me.Owns(slot) {
 				continue
 			}
 			if err := do(nv.addr, "CLUSTER", "SETSLOT", slot, "IMPORTING", v.me.ID); err != nil {
@@ -104,7 +102,7 @@ func checkOpenSlots(pr *problems, ok []*view, names namer) {
 		for _, slot := range sortedKeys(v.me.Migrating) {
 			to := v.me.Migrating[slot]
 			switch t := viewOf(ok, to); {
-			case !owns(v.me, slot):
+			case !v.me.Owns(slot):
 				pr.add("%s has slot %d migrating to %s but does not own it", v.addr, slot, names.name(to))
 			case t == nil:
 				pr.add("%s has slot %d migrating to %s, which does not answer", v.addr, slot, names.name(to))
@@ -122,15 +120,6 @@ func checkOpenSlots(pr *problems, ok []*view, names namer) {
 			}
 		}
 	}
-}
-
-func owns(n topology.Node, slot int) bool {
-	for _, r := range n.Slots {
-		if slot >= r.Start && slot <= r.End {
-			return true
-		}
-	}
-	return false
 }
 
 func sortedKeys(m map[int]string) []int { return slices.Sorted(maps.Keys(m)) }

@@ -124,15 +124,6 @@ func (e *engine) survey(ctx context.Context, seeds []string) (*snapshot, []plan,
 	return snap, plans, nil
 }
 
-func owns(n topology.Node, slot int) bool {
-	for _, r := range n.Slots {
-		if slot >= r.Start && slot <= r.End {
-			return true
-		}
-	}
-	return false
-}
-
 // analyse decides, from what the answering masters say of themselves
 // (masters: their own myself lines), their key counts (keys[id][slot]),
 // a reference view (ref, for nodes that do not answer) and the owner most
@@ -211,7 +202,7 @@ func analyse(slot int, masters []topology.Node, keys map[string]map[int]int64, r
 		if _, ok := m.Importing[slot]; ok {
 			imp = append(imp, m)
 		}
-		if owns(m, slot) {
+		if m.Owns(slot) {
 			claim = append(claim, m)
 		}
 	}
@@ -288,7 +279,7 @@ func analyse(slot int, masters []topology.Node, keys map[string]map[int]int64, r
 			return fail("%s holds %d keys of it but neither sends nor receives it", name(m.ID), n)
 		}
 	}
-	if p.src.ID != "" && !owns(p.src, slot) && p.srcKeys > 0 {
+	if p.src.ID != "" && !p.src.Owns(slot) && p.srcKeys > 0 {
 		return fail("%s no longer owns it but still holds %d keys of it: not finalising (finalised elsewhere before the source was empty)", name(p.src.ID), p.srcKeys)
 	}
 	return p
@@ -296,7 +287,7 @@ func analyse(slot int, masters []topology.Node, keys map[string]map[int]int64, r
 
 // forward is the step that completes a plan.
 func (p plan) forward() pair {
-	if p.claimed || p.src.ID == "" || !owns(p.src, p.slot) {
+	if p.claimed || p.src.ID == "" || !p.src.Owns(p.slot) {
 		return pair{slot: p.slot, src: p.src, dst: p.dst, step: stepFinalise}
 	}
 	return pair{slot: p.slot, src: p.src, dst: p.dst, step: stepMove}
@@ -503,7 +494,7 @@ func abortGroups(plans []plan, snap *snapshot) (first, second, inPlace []plan) {
 		origin, _ := snap.node(id)
 		var held []plan // open slots the origin still owns
 		for _, p := range ps {
-			if owns(origin, p.slot) {
+			if origin.Owns(p.slot) {
 				held = append(held, p)
 			}
 		}

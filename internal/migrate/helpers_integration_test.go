@@ -235,7 +235,7 @@ func (c *tc) assertData(data map[string]string) {
 func (c *tc) ownerOf(slot int) topology.Node {
 	c.t.Helper()
 	for _, m := range c.masters() {
-		if owns(m, slot) {
+		if m.Owns(slot) {
 			return m
 		}
 	}

@@ -167,7 +167,7 @@ func TestFinishRepairsEachState(t *testing.T) {
 		heard := 0
 		for _, v := range views {
 			for _, n := range v {
-				if n.ID == dst.ID && owns(n, finalisedOnTarget) {
+				if n.ID == dst.ID && n.Owns(finalisedOnTarget) {
 					heard++
 				}
 			}

@@ -46,7 +46,7 @@ func TestMigrateRange(t *testing.T) {
 				t.Errorf("source owns %s, want 1000-5460", got)
 			}
 		case dst.ID:
-			if !owns(m, 0) || !owns(m, 999) {
+			if !m.Owns(0) || !m.Owns(999) {
 				t.Errorf("target owns %s, want 0-999 too", topology.FormatRanges(m.Slots))
 			}
 		}

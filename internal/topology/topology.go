@@ -39,6 +39,16 @@ func (n Node) HasFlag(f string) bool {
 }
 
 // IsMaster, IsReplica, IsMyself, Failed (fail), PFailed (fail?) are shorthands.
+// Owns reports whether slot is among the node's slots.
+func (n Node) Owns(slot int) bool {
+	for _, r := range n.Slots {
+		if slot >= r.Start && slot <= r.End {
+			return true
+		}
+	}
+	return false
+}
+
 func (n Node) IsMaster() bool  { return n.HasFlag("master") }
 func (n Node) IsReplica() bool { return n.HasFlag("slave") }
 func (n Node) IsMyself() bool  { return n.HasFlag("myself") }

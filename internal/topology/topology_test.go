@@ -474,3 +474,12 @@ func BenchmarkSlotSignature100(b *testing.B) {
 		_ = SlotSignature(nodes)
 	}
 }
+
+func TestNodeOwns(t *testing.T) {
+	n := Node{Slots: []SlotRange{{Start: 0, End: 10}, {Start: 20, End: 20}}}
+	for slot, want := range map[int]bool{0: true, 10: true, 11: false, 20: true, 21: false} {
+		if n.Owns(slot) != want {
+			t.Errorf("Owns(%d) = %v, want %v", slot, !want, want)
+		}
+	}
+}
